@@ -1,0 +1,81 @@
+"""PlatformCore: the cluster-wide pieces every tenant shares.
+
+The platform's system namespace, the capacity ConfigMap (the policy pack measures tenant
+shares against it, so `pulumi preview --policy-pack` and the offline check agree on the
+denominator), and one PriorityClass per tier in use, created once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components import labels
+from infra.config import GpuPoolSettings, PlatformSettings, Tier
+from infra.quantity import format_bytes, format_cpu
+
+CAPACITY_CONFIGMAP = "platform-capacity"
+
+
+@dataclass(frozen=True)
+class PlatformCoreArgs:
+    platform: PlatformSettings
+    gpu_pool: GpuPoolSettings
+    tiers: dict[str, Tier]
+
+
+def priority_class_name(tier: str) -> str:
+    return f"platform-{tier}"
+
+
+def capacity_data(platform: PlatformSettings, gpu_pool: GpuPoolSettings) -> dict[str, str]:
+    return {
+        "cpu": format_cpu(platform.capacity.cpu),
+        "memory": format_bytes(platform.capacity.memory),
+        "gpu": str(platform.capacity.gpu),
+        "maxTenantShare": str(platform.max_tenant_share),
+        "overSubscriptionRatio": str(platform.over_subscription_ratio),
+        "gpuPoolLabel": str(gpu_pool.label),
+        "gpuTaint": str(gpu_pool.taint),
+    }
+
+
+class PlatformCore(pulumi.ComponentResource):
+    system_namespace: str
+    priority_classes: dict[str, str]
+
+    def __init__(self, name: str, args: PlatformCoreArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:core:PlatformCore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.system_namespace = args.platform.namespaces.system
+        ns = k8s.core.v1.Namespace(
+            self.system_namespace,
+            metadata={"name": self.system_namespace, "labels": labels.recommended("platform", "system")},
+            opts=child,
+        )
+        k8s.core.v1.ConfigMap(
+            "platform-capacity",
+            metadata={
+                "name": CAPACITY_CONFIGMAP,
+                "namespace": self.system_namespace,
+                "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: "true"},
+            },
+            data=capacity_data(args.platform, args.gpu_pool),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        self.priority_classes = {}
+        for tier_name, tier in sorted(args.tiers.items()):
+            class_name = priority_class_name(tier_name)
+            k8s.scheduling.v1.PriorityClass(
+                class_name,
+                metadata={"name": class_name, "labels": {**labels.recommended("platform", "scheduling"), labels.TIER: tier_name}},
+                value=tier.priority,
+                global_default=False,
+                preemption_policy=tier.preemption,
+                description=f"Pods of {tier_name}-tier tenants",
+                opts=child,
+            )
+            self.priority_classes[tier_name] = class_name
+        self.register_outputs({"systemNamespace": self.system_namespace, "priorityClasses": self.priority_classes})

@@ -1,0 +1,1 @@
+"""The Pulumi program: configuration models, composition, offline preview and the platformctl CLI."""

@@ -1,0 +1,110 @@
+"""`platformctl preview`: run the program offline, write manifests and report.json, print the plan."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from infra import program
+from infra.config import StackConfig
+from infra.preview import manifests, plan, schema
+from infra.preview.capture import Capture, run_under_mocks
+from infra.stack_file import STACKS_DIR, display_path, parse_stack_config, project_values, read_stack_file, stack_file_path
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+
+
+@dataclass
+class PreviewResult:
+    exit_code: int
+    out_dir: Path
+    config: StackConfig
+    capture: Capture
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def default_out_dir(stack: str) -> Path:
+    return STACKS_DIR.parent / "build" / stack
+
+
+def load(stack: str, stack_file: Path | None) -> tuple[Path, dict[str, Any], StackConfig]:
+    """Read and parse a stack; raises ConfigError (exit code 2 at the CLI)."""
+    path = stack_file or stack_file_path(stack)
+    raw = read_stack_file(path)
+    return path, raw, parse_stack_config(project_values(raw), display_path(path))
+
+
+def capture_stack(stack: str, raw: dict[str, Any]) -> Capture:
+    return run_under_mocks(program.main, stack=stack, config=raw)
+
+
+def schema_check(docs: list[tuple[Path, dict]], out_dir: Path, version: str) -> tuple[list[dict], list[str]]:
+    errors, unvalidated = [], []
+    for path, doc in docs:
+        where = str(path.relative_to(out_dir))
+        try:
+            problems = schema.validate(doc, version)
+        except schema.SchemaNotFound:
+            unvalidated.append(where)
+            continue
+        errors.extend({"manifest": where, "error": problem} for problem in problems)
+    return errors, unvalidated
+
+
+def inventory(capture: Capture) -> dict[str, Any]:
+    custom = [r for r in capture.resources if r.custom]
+    return {
+        "total": len(custom),
+        "byType": dict(sorted(Counter(r.type for r in custom).items())),
+        "byComponent": dict(sorted(Counter(r.component or "(stack)" for r in custom).items())),
+        "byTenant": dict(sorted(Counter(r.tenant for r in custom if r.tenant).items())),
+    }
+
+
+def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None = None, console: Console | None = None) -> PreviewResult:
+    console = console or Console()
+    path, raw, config = load(stack, stack_file)
+    out_dir = (out_dir or default_out_dir(stack)).resolve()
+    capture = capture_stack(stack, raw)
+
+    for stale in ("manifests", "releases"):
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
+    docs = manifests.write(capture, out_dir)
+    schema_errors, unvalidated = schema_check(docs, out_dir, config.platform.kubernetes_version)
+    violations: list[dict[str, str]] = []
+    the_plan = plan.tenant_plan(config, capture.outputs)
+    failed = bool(schema_errors) or any(v["level"] == "mandatory" for v in violations)
+
+    report = {
+        "stack": stack,
+        "stackFile": display_path(path),
+        "resources": inventory(capture),
+        "schema": {
+            "kubernetesVersion": config.platform.kubernetes_version,
+            "validated": len(docs) - len(unvalidated),
+            "errors": schema_errors,
+            "unvalidated": unvalidated,
+        },
+        "violations": violations,
+        "plan": the_plan,
+        "ok": not failed,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+
+    plan.render(stack, the_plan, console)
+    console.print(
+        f"{report['resources']['total']} resources; {len(docs)} manifests written to "
+        f"{display_path(out_dir / 'manifests')}; schema: {report['schema']['validated']} validated, "
+        f"{len(schema_errors)} errors" + (f", {len(unvalidated)} without a schema" if unvalidated else "")
+    )
+    for error in schema_errors:
+        console.print(f"[red]schema[/] {error['manifest']}: {error['error']}")
+    console.print("[green]preview ok[/]" if not failed else "[red]preview failed[/]")
+    return PreviewResult(EXIT_FAILED if failed else EXIT_OK, out_dir, config, capture, report)

@@ -1,0 +1,64 @@
+"""Strict schema validation of manifests with kubernetes-validate's bundled OpenAPI schemas.
+
+kubernetes_validate.validate() re-reads and re-parses the multi-megabyte definitions file on
+every call; the preview validates thousands of objects, so validators are built once per kind
+here from the same schema files.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+from referencing import Registry, Resource
+
+DEFAULT_VERSION = "1.33"
+
+
+class SchemaNotFound(Exception):
+    pass
+
+
+def _schema_dir(version: str) -> str:
+    wanted = tuple(int(part) for part in version.split(".")[:2])
+    candidates = [v for v in kubernetes_validate.utils.all_versions() if tuple(int(p) for p in v.split(".")[:2]) <= wanted]
+    if not candidates:
+        raise SchemaNotFound(f"kubernetes-validate has no schemas for Kubernetes {version}")
+    return f"v{candidates[-1]}-local-strict"
+
+
+@lru_cache(maxsize=8)
+def _definitions(schema_dir: str) -> Any:
+    return _load(f"{schema_dir}/_definitions.json")
+
+
+def _load(relative: str) -> Any:
+    path = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema", relative)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise SchemaNotFound(relative) from None
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_dir: str, api_version: str, kind: str) -> jsonschema.Validator:
+    # The same file naming kubernetes_validate uses: rbac.authorization.k8s.io/v1 -> rbac-v1.
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema = _load(f"{schema_dir}/{kind.lower()}-{group_version}.json")
+    registry = Resource.from_contents(_definitions(schema_dir)) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+def validate(doc: dict[str, Any], version: str = DEFAULT_VERSION) -> list[str]:
+    """Every schema error of one manifest as `path: message`; raises SchemaNotFound for unknown kinds."""
+    validator = _validator(_schema_dir(version), doc["apiVersion"], doc["kind"])
+    errors = []
+    for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        path = ".".join(str(part) for part in error.absolute_path) or "(root)"
+        errors.append(f"{path}: {error.message}")
+    return errors
