@@ -1,7 +1,7 @@
 """TenantStack: everything one tenant gets, per environment namespace.
 
-Namespace (Pod Security `restricted`), ResourceQuota, LimitRange, the tenant-admin/-user/-viewer
-roles with their bindings, isolating NetworkPolicies, and the tenant's API keys: generated
+Namespace (Pod Security `restricted`), ResourceQuota, LimitRange, RoleBindings of the configured
+users and groups to the tenant-admin/-user/-viewer roles, isolating NetworkPolicies, and the tenant's API keys: generated
 with pulumi-random, stored as a Secret in the tenant's primary namespace, exported as Pulumi
 secrets, and hashed (SHA-256) for the gateway, which never sees a key itself.
 """
@@ -17,7 +17,7 @@ import pulumi_random as random
 
 from components import labels
 from components.tenant_network import network_policies
-from components.tenant_rbac import ROLES, role_rules, subjects
+from components.tenant_rbac import ROLES, subjects
 from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
 
@@ -39,6 +39,7 @@ class TenantStackArgs:
     quota: Quota
     priority_class_name: str
     platform_namespaces: PlatformNamespaces
+    role_names: dict[str, str]  # tenant role -> ClusterRole name, from PlatformCore
 
 
 def hash_api_key(key: str) -> str:
@@ -151,19 +152,13 @@ class TenantStack(pulumi.ComponentResource):
             opts=in_ns,
         )
         for role in ROLES:
-            role_name = f"tenant-{role}"
-            k8s.rbac.v1.Role(
-                f"{namespace}-{role_name}",
-                metadata=meta(role_name),
-                rules=role_rules(role, API_KEY_SECRET),
-                opts=in_ns,
-            )
             members = subjects(getattr(tenant.users, role), getattr(tenant.groups, role))
             if members:
+                # The role is a ClusterRole shared by all tenants; a RoleBinding grants it in this namespace only.
                 k8s.rbac.v1.RoleBinding(
-                    f"{namespace}-{role_name}-binding",
-                    metadata=meta(role_name),
-                    role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+                    f"{namespace}-tenant-{role}",
+                    metadata=meta(f"tenant-{role}"),
+                    role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": args.role_names[role]},
                     subjects=members,
                     opts=in_ns,
                 )

@@ -7,12 +7,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
 from infra.stack_file import ConfigError
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Offline tools for the GPU inference platform.")
-err = Console(stderr=True)
 
 StackOption = typer.Option(..., "--stack", "-s", help="Stack name (stacks/Pulumi.<stack>.yaml).")
 StackFileOption = typer.Option(None, "--stack-file", help="Preview a stack file that lives anywhere.")
@@ -25,7 +23,8 @@ def _root() -> None:
 
 def _config_error(exc: ConfigError) -> typer.Exit:
     for problem in exc.problems:
-        err.print(f"[red]error[/] {exc.source}: {problem}", highlight=False)
+        # Plain text, never wrapped: editors and CI annotate `file: message` lines.
+        typer.echo(f"error: {exc.source}: {problem}", err=True)
     return typer.Exit(2)
 
 

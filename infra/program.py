@@ -36,6 +36,7 @@ def build_platform(config: StackConfig) -> Platform:
                 quota=config.tenant_quota(tenant),
                 priority_class_name=core.priority_classes[tenant.tier],
                 platform_namespaces=config.platform.namespaces,
+                role_names=core.role_names,
             ),
         )
     return platform

@@ -12,6 +12,12 @@ from infra.preview.capture import SECRET_SIG, Capture, CapturedResource
 
 REDACTED = "<redacted>"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# libyaml's emitter is ~10x faster than the pure-Python one; large stacks write thousands of files.
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def dump(data: Any) -> str:
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=True)
 
 
 def plain(value: Any) -> Any:
@@ -60,11 +66,11 @@ def write(capture: Capture, out_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         doc = manifest(resource)
         path = out_dir / "manifests" / manifest_path(doc)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(doc, sort_keys=True))
+        path.write_text(dump(doc))
         written.append((path, doc))
     for resource in capture.of_type(HELM_RELEASE):
         release = helm_release(resource)
         path = out_dir / "releases" / f"{_file_name(resource.name)}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(release, sort_keys=True))
+        path.write_text(dump(release))
     return written

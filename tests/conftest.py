@@ -1,0 +1,57 @@
+"""Shared fixtures: the Pulumi program under the SDK's mock runtime.
+
+`run_under_mocks` gives every run a fresh event loop and `pulumi.runtime.reset_options()`,
+so tests never see each other's resources, and a capturing mock that returns results for
+pulumi-random resources (the SDK's default mock would leave `RandomPassword.result` None).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from infra import program
+from infra.preview.capture import Capture, run_under_mocks
+
+ROOT = Path(__file__).resolve().parent.parent
+STACKS = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in (ROOT / "stacks").glob("Pulumi.*.yaml"))
+
+
+def stack_config(stack: str) -> dict[str, Any]:
+    """A shipped stack's raw `config:` mapping (a deep copy tests may modify)."""
+    return copy.deepcopy(yaml.safe_load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"])
+
+
+def minimal_config(**tenant_overrides: Any) -> dict[str, Any]:
+    tenant = {"name": "team-a", "tier": "silver", **tenant_overrides}
+    return {
+        "gpu-platform:platform": {
+            "flavour": "kind",
+            "capacity": {"cpu": "64", "memory": "256Gi", "nvidia.com/gpu": 8},
+        },
+        "gpu-platform:tenants": [tenant, {"name": "team-b", "tier": "bronze"}],
+    }
+
+
+@pytest.fixture
+def run_program() -> Callable[..., Capture]:
+    """Run the real program (infra.program.main) with a raw stack config; returns the capture."""
+
+    def run(config: dict[str, Any], stack: str = "test") -> Capture:
+        return run_under_mocks(program.main, stack=stack, config=config)
+
+    return run
+
+
+@pytest.fixture
+def write_stack(tmp_path: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(config: dict[str, Any], name: str = "Pulumi.custom.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump({"config": config}))
+        return path
+
+    return write
