@@ -31,17 +31,19 @@ class PlatformCoreArgs:
     platform: PlatformSettings
     gpu_pool: GpuPoolSettings
     tiers: dict[str, Tier]
+    # The GPU pool's own count when it knows it (EKS reads it from the instance type).
+    gpu_capacity: pulumi.Input[int] | None = None
 
 
 def priority_class_name(tier: str) -> str:
     return f"platform-{tier}"
 
 
-def capacity_data(platform: PlatformSettings, gpu_pool: GpuPoolSettings) -> dict[str, str]:
+def capacity_data(platform: PlatformSettings, gpu_pool: GpuPoolSettings, gpus: int | None = None) -> dict[str, str]:
     return {
         "cpu": format_cpu(platform.capacity.cpu),
         "memory": format_bytes(platform.capacity.memory),
-        "gpu": str(platform.capacity.gpu),
+        "gpu": str(platform.capacity.gpu if gpus is None else gpus),
         "maxTenantShare": str(platform.max_tenant_share),
         "overSubscriptionRatio": str(platform.over_subscription_ratio),
         "gpuPoolLabel": str(gpu_pool.label),
@@ -74,7 +76,9 @@ class PlatformCore(pulumi.ComponentResource):
                 "namespace": self.system_namespace,
                 "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: "true"},
             },
-            data=capacity_data(args.platform, args.gpu_pool),
+            data=pulumi.Output.from_input(args.gpu_capacity).apply(
+                lambda gpus: capacity_data(args.platform, args.gpu_pool, self._reconcile_gpus(args.platform, gpus))
+            ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
         self.priority_classes = {}
@@ -103,3 +107,15 @@ class PlatformCore(pulumi.ComponentResource):
         self.register_outputs(
             {"systemNamespace": self.system_namespace, "priorityClasses": self.priority_classes, "roleNames": self.role_names}
         )
+
+    @staticmethod
+    def _reconcile_gpus(platform: PlatformSettings, pool_gpus: int | None) -> int:
+        declared = platform.capacity.gpu
+        if pool_gpus is None:
+            return declared
+        if pool_gpus != declared:
+            pulumi.log.warn(
+                f"platform.capacity.nvidia.com/gpu is {declared} but the GPU pool provides {pool_gpus}; "
+                "quota shares are measured against the pool's count"
+            )
+        return int(pool_gpus)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components.inference_worker import InferenceWorker, InferenceWorkerArgs
 from components.platform_core import PlatformCore, PlatformCoreArgs
 from components.tenant import TenantStack, TenantStackArgs
 from infra.config import StackConfig
@@ -20,15 +22,23 @@ from infra.stack_file import ConfigError, parse_stack_config, pulumi_config_valu
 class Platform:
     config: StackConfig
     core: PlatformCore
+    pool: GpuNodePool
     tenants: dict[str, TenantStack] = field(default_factory=dict)
+    workers: dict[str, dict[str, InferenceWorker]] = field(default_factory=dict)
 
 
 def build_platform(config: StackConfig) -> Platform:
     used_tiers = {tenant.tier: config.tier(tenant.tier) for tenant in config.tenants}
-    core = PlatformCore("platform", PlatformCoreArgs(platform=config.platform, gpu_pool=config.gpu_pool, tiers=used_tiers))
-    platform = Platform(config=config, core=core)
+    pool = GpuNodePool(
+        "gpu-pool", GpuNodePoolArgs(mode=config.pool_mode, pool=config.gpu_pool, namespaces=config.platform.namespaces)
+    )
+    core = PlatformCore(
+        "platform",
+        PlatformCoreArgs(platform=config.platform, gpu_pool=config.gpu_pool, tiers=used_tiers, gpu_capacity=pool.gpu_capacity),
+    )
+    platform = Platform(config=config, core=core, pool=pool)
     for tenant in config.tenants:
-        platform.tenants[tenant.name] = TenantStack(
+        stack = platform.tenants[tenant.name] = TenantStack(
             tenant.name,
             TenantStackArgs(
                 tenant=tenant,
@@ -39,6 +49,23 @@ def build_platform(config: StackConfig) -> Platform:
                 role_names=core.role_names,
             ),
         )
+        platform.workers[tenant.name] = {
+            worker.name: InferenceWorker(
+                f"{tenant.name}-{worker.name}",
+                InferenceWorkerArgs(
+                    tenant=tenant.name,
+                    tier=tenant.tier,
+                    namespace=tenant.namespace(worker.environment),
+                    worker=worker,
+                    images=config.images,
+                    node_selector=pool.node_selector,
+                    toleration=pool.toleration,
+                    priority_class_name=core.priority_classes[tenant.tier],
+                ),
+                opts=pulumi.ResourceOptions(depends_on=[stack]),
+            )
+            for worker in tenant.workers
+        }
     return platform
 
 
@@ -49,6 +76,22 @@ def export(platform: Platform) -> None:
             name: {"tier": stack.tenant.tier, "namespaces": stack.namespaces, "apiKeyHashes": stack.api_key_hashes}
             for name, stack in platform.tenants.items()
         },
+    )
+    pulumi.export("gpuPool", {"nodeSelector": platform.pool.node_selector, "toleration": platform.pool.toleration, "gpuCapacity": platform.pool.gpu_capacity})
+    pulumi.export(
+        "workers",
+        {
+            tenant: {
+                name: {"upstream": worker.upstream_url, "model": worker.served_model_name, "engine": worker.engine}
+                for name, worker in workers.items()
+            }
+            for tenant, workers in platform.workers.items()
+        },
+    )
+    # Canary pairs and other routes, in seed B's shape, for the gateway.
+    pulumi.export(
+        "routes",
+        {t.name: {model: route.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True) | {"strategy": route.strategy} for model, route in t.routes.items()} for t in platform.config.tenants},
     )
     pulumi.export("apiKeys", pulumi.Output.secret({name: stack.api_keys for name, stack in platform.tenants.items()}))
 

@@ -66,13 +66,18 @@ class PlatformMocks(pulumi.runtime.Mocks):
     """Returns what providers would: generated values for pulumi-random, names for Kubernetes objects."""
 
     def __init__(self, calls: dict[str, Callable[[dict], dict]] | None = None):
-        self.calls = calls or {}
+        from infra.instance_types import get_instance_type_result
+
+        self.calls = {"aws:ec2/getInstanceType:getInstanceType": get_instance_type_result, **(calls or {})}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         state = dict(args.inputs)
         if args.typ in ("random:index/randomPassword:RandomPassword", "random:index/randomString:RandomString"):
             length = int(state.get("length", 32))
             state["result"] = "".join(secrets.choice(_ALPHANUMERIC) for _ in range(length))
+        if args.typ.startswith("aws:"):
+            state.setdefault("arn", f"arn:aws:mock::000000000000:{args.name}")
+            state.setdefault("name", args.name)
         metadata = state.get("metadata")
         if isinstance(metadata, dict):
             name = metadata.get("name") or f"{args.name}-{secrets.token_hex(4)}"

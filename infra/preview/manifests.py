@@ -68,6 +68,12 @@ def write(capture: Capture, out_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dump(doc))
         written.append((path, doc))
+    for resource in capture.resources:
+        # Cloud resources (the EKS node group, its IAM role) are shown for review, not validated.
+        if resource.custom and not resource.type.startswith(("kubernetes:", "random:")):
+            path = out_dir / "cloud" / f"{_file_name(resource.type.split(':')[-1])}-{_file_name(resource.name)}.yaml"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(dump({"type": resource.type, "name": resource.name, "inputs": plain(resource.inputs)}))
     for resource in capture.of_type(HELM_RELEASE):
         release = helm_release(resource)
         path = out_dir / "releases" / f"{_file_name(resource.name)}.yaml"

@@ -73,7 +73,7 @@ def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None
     out_dir = (out_dir or default_out_dir(stack)).resolve()
     capture = capture_stack(stack, raw)
 
-    for stale in ("manifests", "releases"):
+    for stale in ("manifests", "releases", "cloud"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     docs = manifests.write(capture, out_dir)
     schema_errors, unvalidated = schema_check(docs, out_dir, config.platform.kubernetes_version)

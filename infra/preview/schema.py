@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import yaml
 from referencing import Registry, Resource
 
 DEFAULT_VERSION = "1.33"
+# prometheus-operator's CRDs as vendored from kube-prometheus-stack (see components/vendor/SOURCES.md).
+CRD_DIR = Path(__file__).resolve().parent.parent.parent / "components" / "vendor" / "crds"
 
 
 class SchemaNotFound(Exception):
@@ -54,9 +58,41 @@ def _validator(schema_dir: str, api_version: str, kind: str) -> jsonschema.Valid
     return jsonschema.Draft202012Validator(schema, registry=registry)
 
 
+@lru_cache(maxsize=1)
+def _crd_validators() -> dict[tuple[str, str], jsonschema.Validator]:
+    validators = {}
+    for path in sorted(CRD_DIR.glob("*.yaml")):
+        for crd in yaml.safe_load_all(path.read_text()):
+            if not crd or crd.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = _strict(version["schema"]["openAPIV3Schema"])
+                validators[(f"{group}/{version['name']}", kind)] = jsonschema.Draft7Validator(schema)
+    return validators
+
+
+def _strict(schema: Any) -> Any:
+    """CRD schemas as the API server applies them with strict field validation: unknown fields are errors."""
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    result = {key: _strict(value) for key, value in schema.items()}
+    if (
+        "properties" in result
+        and "additionalProperties" not in result
+        and not result.get("x-kubernetes-preserve-unknown-fields")
+        and set(result["properties"]) != {"metadata"}  # ObjectMeta is validated by the API server, not the CRD
+    ):
+        result["additionalProperties"] = False
+    return result
+
+
 def validate(doc: dict[str, Any], version: str = DEFAULT_VERSION) -> list[str]:
     """Every schema error of one manifest as `path: message`; raises SchemaNotFound for unknown kinds."""
-    validator = _validator(_schema_dir(version), doc["apiVersion"], doc["kind"])
+    crd = _crd_validators().get((doc["apiVersion"], doc["kind"]))
+    validator = crd or _validator(_schema_dir(version), doc["apiVersion"], doc["kind"])
     errors = []
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(part) for part in error.absolute_path) or "(root)"

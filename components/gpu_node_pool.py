@@ -1,0 +1,193 @@
+"""GpuNodePool: where GPU pods may run, and how many GPUs there are.
+
+Three modes, chosen by the stack:
+- fake (minikube, kind): label (and taint) existing nodes and install run-ai's fake-gpu-operator,
+  so `nvidia.com/gpu` is schedulable and quota-able without hardware;
+- onprem: label and taint existing GPU nodes and install the NVIDIA device plugin, optionally
+  time-slicing each GPU into several schedulable ones;
+- eks: add a managed GPU node group to an existing EKS cluster (GPUs per node read from the
+  instance type) and install the NVIDIA device plugin.
+
+Everything GPU-bound elsewhere (workers, DCGM exporter, the policies' capacity) reads this
+component's outputs: `node_selector`, `toleration`, `gpu_capacity`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components import labels
+from infra.config import GpuPoolSettings, PlatformNamespaces
+
+FAKE_GPU_OPERATOR = {"chart": "oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator", "version": "0.2.0"}
+DEVICE_PLUGIN = {"chart": "nvidia-device-plugin", "version": "0.20.0", "repo": "https://nvidia.github.io/k8s-device-plugin"}
+EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
+EKS_WORKER_POLICIES = [
+    "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly",
+]
+
+
+@dataclass(frozen=True)
+class GpuNodePoolArgs:
+    mode: str
+    pool: GpuPoolSettings
+    namespaces: PlatformNamespaces
+
+
+def toleration(pool: GpuPoolSettings) -> dict[str, str]:
+    return {"key": pool.taint.key, "operator": "Equal", "value": pool.taint.value, "effect": pool.taint.effect}
+
+
+def node_selector(pool: GpuPoolSettings) -> dict[str, str]:
+    return {pool.label.key: pool.label.value}
+
+
+def fake_operator_values(pool: GpuPoolSettings) -> dict[str, Any]:
+    fake = pool.fake
+    return {
+        "topology": {
+            "nodePoolLabelKey": "run.ai/simulated-gpu-node-pool",
+            "nodePools": {
+                fake.pool: {"gpuProduct": fake.gpu_product, "gpuCount": fake.gpus_per_node, "gpuMemory": fake.gpu_memory_mib}
+            },
+        },
+        # No MIG on the simulated pool: the mig-faker would only wait for a label nobody sets.
+        "migFaker": {"enabled": False},
+    }
+
+
+def device_plugin_values(pool: GpuPoolSettings) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "nodeSelector": node_selector(pool),
+        "tolerations": [toleration(pool), {"key": "CriticalAddonsOnly", "operator": "Exists"}],
+    }
+    if pool.time_slicing:
+        sharing = {
+            "version": "v1",
+            "sharing": {"timeSlicing": {"resources": [{"name": "nvidia.com/gpu", "replicas": pool.time_slicing.replicas}]}},
+        }
+        values["config"] = {"map": {"default": yaml.safe_dump(sharing, sort_keys=False)}, "default": "default"}
+    return values
+
+
+class GpuNodePool(pulumi.ComponentResource):
+    node_selector: dict[str, str]
+    toleration: dict[str, str]
+    gpu_capacity: pulumi.Output[int]
+    gpus_per_node: pulumi.Output[int]
+
+    def __init__(self, name: str, args: GpuNodePoolArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("platform:gpu:GpuNodePool", name, None, opts)
+        pool = args.pool
+        self._pool = pool
+        self.node_selector = node_selector(pool)
+        self.toleration = toleration(pool)
+        if args.mode == "fake":
+            self._label_nodes(extra_labels={"run.ai/simulated-gpu-node-pool": pool.fake.pool})
+            self._release("fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator)
+            per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
+            nodes = pulumi.Output.from_input(len(pool.nodes))
+        elif args.mode == "onprem":
+            self._label_nodes()
+            self._release("nvidia-device-plugin", DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator)
+            replicas = pool.time_slicing.replicas if pool.time_slicing else 1
+            per_node = pulumi.Output.from_input(pool.gpus_per_node * replicas)
+            nodes = pulumi.Output.from_input(len(pool.nodes))
+        elif args.mode == "eks":
+            per_node = self._eks_node_group()
+            self._release("nvidia-device-plugin", DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator)
+            nodes = pulumi.Output.from_input(pool.eks.max_size)
+        else:
+            raise ValueError(f"unknown GPU pool mode {args.mode!r}")
+        self.gpus_per_node = per_node
+        # What the pool can offer at its largest: the denominator of the 30% rule for GPUs.
+        self.gpu_capacity = pulumi.Output.all(per_node, nodes).apply(lambda v: int(v[0]) * int(v[1]))
+        self.register_outputs(
+            {
+                "nodeSelector": self.node_selector,
+                "toleration": self.toleration,
+                "gpusPerNode": self.gpus_per_node,
+                "gpuCapacity": self.gpu_capacity,
+            }
+        )
+
+    def _label_nodes(self, extra_labels: dict[str, str] | None = None) -> None:
+        pool = self._pool
+        for node in pool.nodes:
+            spec = {"taints": [{"key": pool.taint.key, "value": pool.taint.value, "effect": pool.taint.effect}]}
+            k8s.core.v1.NodePatch(
+                f"gpu-node-{node}",
+                metadata={"name": node, "labels": {**node_selector(pool), **(extra_labels or {})}},
+                spec=spec if pool.taint_nodes else None,
+                opts=pulumi.ResourceOptions(parent=self, retain_on_delete=False),
+            )
+
+    def _release(self, name: str, chart: dict[str, str], values: dict[str, Any], namespace: str) -> k8s.helm.v3.Release:
+        repository = {"repository_opts": {"repo": chart["repo"]}} if "repo" in chart else {}
+        return k8s.helm.v3.Release(
+            name,
+            name=name,
+            chart=chart["chart"],
+            version=chart["version"],
+            namespace=namespace,
+            create_namespace=True,
+            values=values,
+            **repository,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _eks_node_group(self) -> pulumi.Output[int]:
+        import pulumi_aws as aws  # only EKS stacks pay for importing the AWS SDK
+
+        pool, eks = self._pool, self._pool.eks
+        child = pulumi.ResourceOptions(parent=self)
+        instance = aws.ec2.get_instance_type_output(instance_type=eks.instance_type, opts=pulumi.InvokeOptions(parent=self))
+        per_node = instance.gpuses.apply(lambda gpus: sum(int(g.count) for g in gpus) if gpus else 0)
+
+        role = aws.iam.Role(
+            "gpu-node-role",
+            assume_role_policy=pulumi.Output.json_dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+                }
+            ),
+            tags={"app.kubernetes.io/part-of": labels.PART_OF},
+            opts=child,
+        )
+        for index, policy_arn in enumerate(EKS_WORKER_POLICIES):
+            aws.iam.RolePolicyAttachment(f"gpu-node-policy-{index}", role=role.name, policy_arn=policy_arn, opts=child)
+
+        autoscaler_tags = per_node.apply(
+            lambda gpus: {
+                "k8s.io/cluster-autoscaler/enabled": "true",
+                f"k8s.io/cluster-autoscaler/{eks.cluster_name}": "owned",
+                f"k8s.io/cluster-autoscaler/node-template/label/{pool.label.key}": pool.label.value,
+                f"k8s.io/cluster-autoscaler/node-template/taint/{pool.taint.key}": f"{pool.taint.value}:{pool.taint.effect}",
+                "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu": str(gpus),
+                "app.kubernetes.io/part-of": labels.PART_OF,
+            }
+        )
+        aws.eks.NodeGroup(
+            "gpu-node-group",
+            cluster_name=eks.cluster_name,
+            node_role_arn=role.arn,
+            subnet_ids=eks.subnet_ids,
+            instance_types=[eks.instance_type],
+            ami_type=eks.ami_type,
+            capacity_type="ON_DEMAND",
+            disk_size=eks.disk_size_gib,
+            scaling_config={"min_size": eks.min_size, "max_size": eks.max_size, "desired_size": eks.desired_size},
+            labels=node_selector(pool),
+            taints=[{"key": pool.taint.key, "value": pool.taint.value, "effect": EKS_TAINT_EFFECTS[pool.taint.effect]}],
+            tags=autoscaler_tags,
+            opts=child,
+        )
+        return per_node

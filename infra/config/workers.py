@@ -1,0 +1,95 @@
+"""Inference workers of a tenant and the routes the gateway builds from them."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from infra.config.base import Model, Quantity, dns_label
+
+
+class Autoscaling(Model):
+    """HPA on per-pod queue depth; defaults are seed E's behaviour."""
+
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=2, ge=1)
+    target_queue_depth: float = Field(default=5.0, gt=0)
+    scale_up_window_seconds: int = Field(default=60, ge=0, le=3600)
+    scale_up_pods: int = Field(default=4, ge=1)
+    scale_up_period_seconds: int = Field(default=60, ge=1, le=1800)
+    scale_down_window_seconds: int = Field(default=300, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "Autoscaling":
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})")
+        return self
+
+
+class ModelCache(Model):
+    size: Quantity
+    storage_class: str | None = None
+
+
+class Worker(Model):
+    name: str
+    engine: Literal["mock", "vllm", "sglang"]
+    model: str
+    served_model_name: str | None = None
+    environment: str = "prod"
+    gpus: int = Field(default=1, ge=0, le=16)
+    cpu: Quantity | None = None
+    cpu_limit: Quantity | None = None
+    memory: Quantity | None = None
+    memory_limit: Quantity | None = None
+    max_model_len: int | None = Field(default=None, ge=128)
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    cache: ModelCache | None = None
+    hf_token_secret: str | None = None
+    allow_internet_egress: bool | None = None
+    drain_seconds: int = Field(default=30, ge=0, le=3600)
+    image: str | None = None
+    extra_args: list[str] = []
+    autoscaling: Autoscaling = Autoscaling()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return dns_label(value, "worker name", 40)
+
+    @model_validator(mode="after")
+    def _parallelism(self) -> "Worker":
+        if self.engine != "mock" and self.gpus and self.tensor_parallel_size > self.gpus:
+            raise ValueError(f"tensorParallelSize ({self.tensor_parallel_size}) cannot exceed gpus ({self.gpus})")
+        return self
+
+    @property
+    def served_name(self) -> str:
+        return self.served_model_name or self.model
+
+
+class Route(Model):
+    """How the gateway spreads one model's traffic over a tenant's workers (seed B's shape)."""
+
+    strategy: Literal["direct", "weighted", "canary"]
+    primary: str | None = None
+    canary: str | None = None
+    percent: float | None = Field(default=None, ge=0, le=100)
+    weights: dict[str, float] = {}
+
+    @model_validator(mode="after")
+    def _shape(self) -> "Route":
+        if self.strategy == "canary" and (not self.primary or not self.canary or self.percent is None):
+            raise ValueError("a canary route needs primary, canary and percent")
+        if self.strategy == "direct" and not self.primary:
+            raise ValueError("a direct route needs primary")
+        if self.strategy == "weighted" and not self.weights:
+            raise ValueError("a weighted route needs weights")
+        return self
+
+    @property
+    def workers(self) -> list[str]:
+        names = list(self.weights) if self.strategy == "weighted" else [self.primary, self.canary]
+        return [name for name in names if name]
