@@ -31,10 +31,11 @@ def synthetic_stack(tenants: int) -> dict:
     return {
         "config": {
             "gpu-platform:platform": {
-                "flavour": "eks",
+                "flavour": "kind",
                 "capacity": {"cpu": str(16 * tenants), "memory": f"{64 * tenants}Gi", "nvidia.com/gpu": 2 * tenants},
                 "overSubscriptionRatio": 2.0,
             },
+            "gpu-platform:gpuPool": {"nodes": ["gpu-node"], "fake": {"gpusPerNode": 2 * tenants}},
             "gpu-platform:tenants": [
                 {
                     "name": f"tenant-{i:04d}",

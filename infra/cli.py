@@ -44,6 +44,42 @@ def preview(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+def preflight(
+    stack: str = StackOption,
+    stack_file: Optional[Path] = StackFileOption,
+    region: Optional[str] = typer.Option(None, "--region", help="AWS region (default: the stack's aws:region)."),
+) -> None:
+    """Check with AWS that the stack's EKS GPU instance type exists and is offered where configured."""
+    from infra.preflight import BotoCoreError, preflight as run_preflight, region_of
+    from infra.preview.runner import load
+
+    try:
+        _, raw, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    region = region or region_of(raw)
+    if not region:
+        typer.echo("error: no AWS region: pass --region or set aws:region in the stack file", err=True)
+        raise typer.Exit(2)
+    try:
+        result = run_preflight(config, region)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except BotoCoreError as exc:
+        typer.echo(f"error: cannot reach AWS in {region}: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"{result.instance_type} in {result.region}: {result.gpus_per_node} GPU(s) per node ({result.gpu_name or 'none'}), "
+        f"offered in {', '.join(result.offered_zones) or 'no zone'}; pool capacity at max size "
+        f"{result.max_nodes} nodes: {result.gpu_capacity} GPUs"
+    )
+    for problem in result.problems:
+        typer.echo(f"problem: {problem}", err=True)
+    raise typer.Exit(0 if result.ok else 1)
+
+
 def main() -> None:  # console entry point
     app(prog_name="platformctl")
 

@@ -33,6 +33,7 @@ def minimal_config(**tenant_overrides: Any) -> dict[str, Any]:
             "flavour": "kind",
             "capacity": {"cpu": "64", "memory": "256Gi", "nvidia.com/gpu": 8},
         },
+        "gpu-platform:gpuPool": {"nodes": ["gpu-node-1"], "fake": {"gpusPerNode": 8}},
         "gpu-platform:tenants": [tenant, {"name": "team-b", "tier": "bronze"}],
     }
 
