@@ -35,7 +35,8 @@ def synthetic_stack(tenants: int) -> dict:
                 "capacity": {"cpu": str(16 * tenants), "memory": f"{64 * tenants}Gi", "nvidia.com/gpu": 2 * tenants},
                 "overSubscriptionRatio": 2.0,
             },
-            "gpu-platform:gpuPool": {"nodes": ["gpu-node"], "fake": {"gpusPerNode": 2 * tenants}},
+            # One 8-GPU node per four tenants, so the GPU capacity is 2 per tenant.
+            "gpu-platform:gpuPool": {"nodes": [f"gpu-node-{n}" for n in range(tenants // 4)], "fake": {"gpusPerNode": 8}},
             "gpu-platform:tenants": [
                 {
                     "name": f"tenant-{i:04d}",

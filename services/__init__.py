@@ -1,0 +1,1 @@
+"""The platform's own runtime services: the gateway and the mock inference worker."""
