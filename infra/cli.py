@@ -44,6 +44,27 @@ def preview(
     raise typer.Exit(result.exit_code)
 
 
+policy_app = typer.Typer(no_args_is_help=True, help="The CrossGuard policy pack, offline.")
+app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("check")
+def policy_check(stack: str = StackOption, stack_file: Optional[Path] = StackFileOption) -> None:
+    """Run the policy pack's rules on the stack's resources; exit 1 on any mandatory violation."""
+    from rich.console import Console
+
+    from infra.preview import policy
+    from infra.preview.runner import capture_stack, load, print_violations
+
+    try:
+        _, raw, _ = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    violations = policy.check(capture_stack(stack, raw))
+    print_violations(violations, Console(width=200))
+    raise typer.Exit(1 if any(v["level"] == "mandatory" for v in violations) else 0)
+
+
 @app.command()
 def preflight(
     stack: str = StackOption,

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from infra import program
 from infra.config import StackConfig
-from infra.preview import manifests, plan, schema
+from infra.preview import manifests, plan, policy, schema
 from infra.preview.capture import Capture, run_under_mocks
 from infra.stack_file import STACKS_DIR, display_path, parse_stack_config, project_values, read_stack_file, stack_file_path
 
@@ -67,6 +67,14 @@ def inventory(capture: Capture) -> dict[str, Any]:
     }
 
 
+def print_violations(violations: list[dict[str, str]], console: Console) -> None:
+    mandatory = sum(v["level"] == "mandatory" for v in violations)
+    console.print(f"policy: {mandatory} mandatory, {len(violations) - mandatory} advisory violations")
+    for v in violations:
+        colour = "red" if v["level"] == "mandatory" else "yellow"
+        console.print(f"[{colour}]{v['level']}[/] {v['policy']}: {v['message']}", highlight=False)
+
+
 def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None = None, console: Console | None = None) -> PreviewResult:
     console = console or Console()
     path, raw, config = load(stack, stack_file)
@@ -77,7 +85,7 @@ def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None
         shutil.rmtree(out_dir / stale, ignore_errors=True)
     docs = manifests.write(capture, out_dir)
     schema_errors, unvalidated = schema_check(docs, out_dir, config.platform.kubernetes_version)
-    violations: list[dict[str, str]] = []
+    violations = policy.check(capture)
     the_plan = plan.tenant_plan(config, capture.outputs)
     failed = bool(schema_errors) or any(v["level"] == "mandatory" for v in violations)
 
@@ -106,5 +114,6 @@ def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None
     )
     for error in schema_errors:
         console.print(f"[red]schema[/] {error['manifest']}: {error['error']}")
+    print_violations(violations, console)
     console.print("[green]preview ok[/]" if not failed else "[red]preview failed[/]")
     return PreviewResult(EXIT_FAILED if failed else EXIT_OK, out_dir, config, capture, report)
