@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STACK  ?= kind
+STACKS := minikube kind onprem gpu-cloud
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: preview test lint venv clean
+.PHONY: preview test policy checkov ci lint venv clean
 
 preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 	$(BIN)/platformctl preview --stack $(STACK)
@@ -13,6 +14,22 @@ preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 test: $(VENV)/.dev ## the whole test suite
 	scripts/install-system-packages.sh
 	$(BIN)/python -m pytest
+
+policy: $(VENV)/.runtime ## the policy pack, offline, on every shipped stack
+	@for stack in $(STACKS); do \
+	  echo "== $$stack"; $(BIN)/platformctl policy check --stack $$stack || exit 1; \
+	done
+
+checkov: $(VENV)/.runtime .venv-checkov/.installed ## scan every shipped stack's manifests
+	@for stack in $(STACKS); do $(BIN)/platformctl preview --stack $$stack > /dev/null || exit 1; done
+	.venv-checkov/bin/checkov --config-file policies/checkov.yaml $(foreach stack,$(STACKS),-d build/$(stack)/manifests)
+
+ci: test policy checkov ## what .ci/run runs
+
+.venv-checkov/.installed: policies/requirements-ci.txt
+	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/python -m pip install --quiet --disable-pip-version-check -r policies/requirements-ci.txt
+	touch $@
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check infra components tests
