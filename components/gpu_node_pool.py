@@ -22,10 +22,9 @@ import pulumi_kubernetes as k8s
 import yaml
 
 from components import labels
+from components.helm import FAKE_GPU_OPERATOR, NVIDIA_DEVICE_PLUGIN, release
 from infra.config import GpuPoolSettings, PlatformNamespaces
 
-FAKE_GPU_OPERATOR = {"chart": "oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator", "version": "0.2.0"}
-DEVICE_PLUGIN = {"chart": "nvidia-device-plugin", "version": "0.20.0", "repo": "https://nvidia.github.io/k8s-device-plugin"}
 EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 EKS_WORKER_POLICIES = [
     "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
@@ -87,22 +86,23 @@ class GpuNodePool(pulumi.ComponentResource):
         super().__init__("platform:gpu:GpuNodePool", name, None, opts)
         pool = args.pool
         self._pool = pool
+        child = pulumi.ResourceOptions(parent=self)
         self.node_selector = node_selector(pool)
         self.toleration = toleration(pool)
         if args.mode == "fake":
             self._label_nodes(extra_labels={"run.ai/simulated-gpu-node-pool": pool.fake.pool})
-            self._release("fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator)
+            release("fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator, child)
             per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
             nodes = pulumi.Output.from_input(len(pool.nodes))
         elif args.mode == "onprem":
             self._label_nodes()
-            self._release("nvidia-device-plugin", DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator)
+            release("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator, child)
             replicas = pool.time_slicing.replicas if pool.time_slicing else 1
             per_node = pulumi.Output.from_input(pool.gpus_per_node * replicas)
             nodes = pulumi.Output.from_input(len(pool.nodes))
         elif args.mode == "eks":
             per_node = self._eks_node_group()
-            self._release("nvidia-device-plugin", DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator)
+            release("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator, child)
             nodes = pulumi.Output.from_input(pool.eks.max_size)
         else:
             raise ValueError(f"unknown GPU pool mode {args.mode!r}")
@@ -128,20 +128,6 @@ class GpuNodePool(pulumi.ComponentResource):
                 spec=spec if pool.taint_nodes else None,
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=False),
             )
-
-    def _release(self, name: str, chart: dict[str, str], values: dict[str, Any], namespace: str) -> k8s.helm.v3.Release:
-        repository = {"repository_opts": {"repo": chart["repo"]}} if "repo" in chart else {}
-        return k8s.helm.v3.Release(
-            name,
-            name=name,
-            chart=chart["chart"],
-            version=chart["version"],
-            namespace=namespace,
-            create_namespace=True,
-            values=values,
-            **repository,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
 
     def _eks_node_group(self) -> pulumi.Output[int]:
         import pulumi_aws as aws  # only EKS stacks pay for importing the AWS SDK

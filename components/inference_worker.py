@@ -16,13 +16,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components import labels
+from components.metrics_catalog import QUEUE_DEPTH_METRIC
 from components.worker_engines import PORT, container_args, default_resources
 from infra.config import Images
 from infra.config.workers import Worker
 from infra.quantity import format_bytes, format_cpu
 
-# Per-pod custom metric served by prometheus-adapter (MonitoringStack); the HPA scales on it.
-QUEUE_DEPTH_METRIC = "inference_queue_depth"
 PRE_STOP_SECONDS = 5
 PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 import pulumi
 
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
+from components import metrics_catalog
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
+from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.platform_core import PlatformCore, PlatformCoreArgs
 from components.tenant import TenantStack, TenantStackArgs
 from infra.config import StackConfig
@@ -25,6 +27,7 @@ class Platform:
     pool: GpuNodePool
     tenants: dict[str, TenantStack] = field(default_factory=dict)
     workers: dict[str, dict[str, InferenceWorker]] = field(default_factory=dict)
+    monitoring: MonitoringStack | None = None
 
 
 def build_platform(config: StackConfig) -> Platform:
@@ -66,7 +69,25 @@ def build_platform(config: StackConfig) -> Platform:
             )
             for worker in tenant.workers
         }
+    if config.monitoring.enabled:
+        platform.monitoring = build_monitoring(config, pool)
     return platform
+
+
+def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
+    tenant_of = {namespace: tenant.name for tenant in config.tenants for namespace in tenant.namespaces}
+    return MonitoringStack(
+        "monitoring",
+        MonitoringStackArgs(
+            settings=config.monitoring,
+            namespaces=config.platform.namespaces,
+            pool_mode=config.pool_mode,
+            node_selector=pool.node_selector,
+            toleration=pool.toleration,
+            rule_groups=[metrics_catalog.tenant_info_group(tenant_of)],
+            adapter_rules=metrics_catalog.adapter_rules(),
+        ),
+    )
 
 
 def export(platform: Platform) -> None:

@@ -36,7 +36,8 @@ def test_report_counts_resources_by_type_component_and_tenant(tmp_path, write_st
     run_preview("custom", stack_file=path, out_dir=tmp_path, console=quiet())
     report = json.loads((tmp_path / "report.json").read_text())
     resources = report["resources"]
-    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 4  # team-a x2, team-b, platform-system
+    # team-a x2, team-b, platform-system, monitoring
+    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 5
     assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 3
     assert resources["byComponent"]["platform:tenant:TenantStack team-a"] > resources["byComponent"][
         "platform:tenant:TenantStack team-b"

@@ -1,0 +1,74 @@
+"""MonitoringStack under mocks: charts, GPU metrics per pool mode, adapter rules, PrometheusRule."""
+
+from __future__ import annotations
+
+from tests.conftest import minimal_config, stack_config
+
+
+def releases(capture):
+    return {r.inputs["name"]: r.inputs for r in capture.of_type("kubernetes:helm.sh/v3:Release")}
+
+
+def custom(capture, kind):
+    return [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == kind]
+
+
+def test_kube_prometheus_stack_selects_every_monitor_and_rule(run_program):
+    stack = releases(run_program(minimal_config()))["kube-prometheus-stack"]
+    assert stack["version"] == "88.5.3"
+    spec = stack["values"]["prometheus"]["prometheusSpec"]
+    for key in ("serviceMonitorSelectorNilUsesHelmValues", "podMonitorSelectorNilUsesHelmValues", "ruleSelectorNilUsesHelmValues"):
+        assert spec[key] is False
+    assert spec["retention"] == "15d"
+    assert stack["values"]["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
+
+
+def test_fake_pool_gets_a_service_monitor_for_the_fake_exporter(run_program):
+    capture = run_program(minimal_config())
+    assert "dcgm-exporter" not in releases(capture)
+    [monitor] = [m for m in custom(capture, "ServiceMonitor") if m["metadata"]["name"] == "fake-gpu-metrics"]
+    assert monitor["metadata"]["namespace"] == "gpu-operator"
+    assert monitor["spec"]["selector"]["matchLabels"] == {"app": "nvidia-dcgm-exporter"}
+    assert monitor["spec"]["endpoints"][0]["port"] == "gpu-metrics" and monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_real_pool_gets_dcgm_exporter_with_attribution_and_toleration(run_program):
+    capture = run_program(stack_config("onprem"), stack="onprem")
+    dcgm = releases(capture)["dcgm-exporter"]
+    assert dcgm["version"] == "4.8.2"
+    values = dcgm["values"]
+    assert values["serviceMonitor"] == {"enabled": True, "honorLabels": True}
+    assert values["tolerations"] == [{"key": "gpu-only", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
+    assert values["nodeSelector"] == {"gpu": "true"}
+    assert values["kubernetes"]["enablePodLabels"] is True
+
+
+def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    adapter = releases(capture)["prometheus-adapter"]["values"]
+    assert adapter["rules"]["default"] is False
+    [rule] = adapter["rules"]["custom"]
+    hpa_metrics = {
+        m["pods"]["metric"]["name"]
+        for h in custom(capture, "HorizontalPodAutoscaler")
+        for m in h["spec"]["metrics"]
+    }
+    assert hpa_metrics == {rule["name"]["as"]}
+    assert "vllm:num_requests_waiting" in rule["seriesQuery"] and "sglang:num_queue_reqs" in rule["seriesQuery"]
+    assert adapter["prometheus"]["url"] == "http://kube-prometheus-stack-prometheus.monitoring.svc"
+
+
+def test_tenant_info_rules_map_every_tenant_namespace(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    [rule] = custom(capture, "PrometheusRule")
+    group = next(g for g in rule["spec"]["groups"] if g["name"] == "platform-tenants")
+    mapping = {r["labels"]["namespace"]: r["labels"]["tenant"] for r in group["rules"]}
+    assert mapping == {"acme": "acme", "globex": "globex", "globex-dev": "globex", "initech": "initech"}
+
+
+def test_monitoring_can_be_disabled(run_program):
+    config = minimal_config()
+    config["gpu-platform:monitoring"] = {"enabled": False}
+    capture = run_program(config)
+    assert not [r for r in capture.resources if r.type == "platform:monitoring:MonitoringStack"]
+    assert "kube-prometheus-stack" not in releases(capture)
