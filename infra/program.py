@@ -12,6 +12,8 @@ import pulumi
 
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components import metrics_catalog
+from components.gateway import GatewayStack, GatewayStackArgs
+from components.gateway_config import gateway_document
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.platform_core import PlatformCore, PlatformCoreArgs
@@ -28,6 +30,7 @@ class Platform:
     tenants: dict[str, TenantStack] = field(default_factory=dict)
     workers: dict[str, dict[str, InferenceWorker]] = field(default_factory=dict)
     monitoring: MonitoringStack | None = None
+    gateway: GatewayStack | None = None
 
 
 def build_platform(config: StackConfig) -> Platform:
@@ -71,7 +74,26 @@ def build_platform(config: StackConfig) -> Platform:
         }
     if config.monitoring.enabled:
         platform.monitoring = build_monitoring(config, pool)
+    if config.gateway.enabled:
+        platform.gateway = build_gateway(platform)
     return platform
+
+
+def build_gateway(platform: Platform) -> GatewayStack:
+    config = platform.config
+    hashes = pulumi.Output.all(**{name: stack.api_key_hashes for name, stack in platform.tenants.items()})
+    upstreams = {
+        tenant: {name: worker.upstream_url for name, worker in workers.items()} for tenant, workers in platform.workers.items()
+    }
+    return GatewayStack(
+        "gateway",
+        GatewayStackArgs(
+            settings=config.gateway,
+            images=config.images,
+            namespaces=config.platform.namespaces,
+            document=hashes.apply(lambda known: gateway_document(config, known, upstreams)),
+        ),
+    )
 
 
 def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:

@@ -19,6 +19,7 @@ from infra.config.platform import (
     Taint,
     TimeSlicing,
 )
+from infra.config.gateway import GatewaySettings, ParentGateway, RedisSettings
 from infra.config.monitoring import MonitoringSettings, Pricing, Resources, Thresholds
 from infra.config.stack import StackConfig
 from infra.config.tenants import GatewayLimits, Quota, RoleMembers, Tenant, Tier
@@ -28,6 +29,6 @@ __all__ = [
     "DNS_LABEL", "MAX_TENANT_NAME", "PROJECT", "Count", "Model", "Quantity", "dns_label",
     "Capacity", "EksNodeGroup", "FakeGpus", "Images", "TimeSlicing", "Autoscaling", "ModelCache", "Route", "Worker",
     "GpuPoolSettings", "NodeLabel", "PlatformNamespaces", "PlatformSettings", "Taint",
-    "MonitoringSettings", "Pricing", "Resources", "Thresholds",
+    "GatewaySettings", "ParentGateway", "RedisSettings", "MonitoringSettings", "Pricing", "Resources", "Thresholds",
     "StackConfig", "GatewayLimits", "Quota", "RoleMembers", "Tenant", "Tier",
 ]

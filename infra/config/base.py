@@ -31,7 +31,7 @@ class Model(BaseModel):
     """Base for every config model: camelCase keys in YAML, no unknown keys, immutable."""
 
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, validate_default=True
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator, model_validator
 
 from infra.config.base import Model, dns_label
+from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
@@ -14,6 +15,7 @@ class StackConfig(Model):
     gpu_pool: GpuPoolSettings = GpuPoolSettings()
     images: Images = Images()
     monitoring: MonitoringSettings = MonitoringSettings()
+    gateway: GatewaySettings = GatewaySettings()
     tiers: dict[str, Tier] = {}
     tenants: list[Tenant] = []
 

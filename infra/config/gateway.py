@@ -1,0 +1,50 @@
+"""The tenant-aware gateway: replicas, Redis, and how it is exposed."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from infra.config.base import Model, Quantity
+from infra.config.monitoring import Resources
+
+
+class ParentGateway(Model):
+    """The Gateway API Gateway (owned by the cluster's controller) that HTTPRoutes attach to."""
+
+    name: str = "platform"
+    namespace: str = "gateway-system"
+    section_name: str | None = None
+
+
+class RedisSettings(Model):
+    storage: Quantity = "1Gi"
+    storage_class: str | None = None
+    max_memory: Quantity = "256Mi"
+    resources: Resources = Resources(cpu="100m", memory="384Mi", memory_limit="384Mi")
+
+
+class GatewaySettings(Model):
+    enabled: bool = True
+    replicas: int = Field(default=2, ge=2)
+    max_replicas: int = Field(default=6, ge=2)
+    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
+    # How clients reach the gateway. Gateway API is the default: ingress-nginx was retired in March 2026.
+    exposure: Literal["gateway-api", "ingress", "none"] = "gateway-api"
+    hostname: str = "gateway.local"
+    parent_gateway: ParentGateway = ParentGateway()
+    ingress_class_name: str | None = None
+    fail_closed: bool = False
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    upstream_timeout_seconds: float = Field(default=120, gt=0)
+    resources: Resources = Resources(cpu="250m", memory="128Mi", memory_limit="256Mi")
+    redis: RedisSettings = RedisSettings()
+
+    @model_validator(mode="after")
+    def _replicas(self) -> "GatewaySettings":
+        if self.max_replicas < self.replicas:
+            raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
+        if self.exposure == "ingress" and not self.ingress_class_name:
+            raise ValueError("ingressClassName: name the cluster's ingress class (e.g. traefik, haproxy, nginx)")
+        return self
