@@ -8,7 +8,12 @@ from tests.conftest import STACKS, minimal_config, stack_config
 
 
 def deployments(capture):
-    return [r for r in capture.kubernetes() if r.inputs["kind"] == "Deployment"]
+    return [
+        r
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "Deployment"
+        and r.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "inference-worker"
+    ]
 
 
 def gpu_request(container):

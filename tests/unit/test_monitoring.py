@@ -52,6 +52,7 @@ def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
         m["pods"]["metric"]["name"]
         for h in custom(capture, "HorizontalPodAutoscaler")
         for m in h["spec"]["metrics"]
+        if h["metadata"]["labels"]["app.kubernetes.io/component"] == "inference-worker"
     }
     assert hpa_metrics == {rule["name"]["as"]}
     assert "vllm:num_requests_waiting" in rule["seriesQuery"] and "sglang:num_queue_reqs" in rule["seriesQuery"]
