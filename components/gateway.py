@@ -197,6 +197,8 @@ class GatewayStack(pulumi.ComponentResource):
                     "spec": {
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security(10001),
+                        # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
+                        "enableServiceLinks": False,
                         # Streams may run as long as the upstream timeout; SIGTERM drains them first.
                         "terminationGracePeriodSeconds": int(settings.upstream_timeout_seconds) + PRE_STOP_SECONDS + 5,
                         "topologySpreadConstraints": [

@@ -117,6 +117,8 @@ def pod_spec(args: InferenceWorkerArgs, selector: dict[str, str], pvc_name: str 
     spec: dict[str, Any] = {
         "priorityClassName": args.priority_class_name,
         "automountServiceAccountToken": False,
+        # Service links would inject <SERVICE>_PORT=tcp://… variables the engines may misread as settings.
+        "enableServiceLinks": False,
         "terminationGracePeriodSeconds": worker.drain_seconds + PRE_STOP_SECONDS,
         "securityContext": {
             "runAsNonRoot": True,
