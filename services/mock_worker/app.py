@@ -1,159 +1,156 @@
-"""The mock worker's HTTP API: OpenAI's chat and text completions (plain and SSE), models, health, metrics."""
+"""Starlette application: the OpenAI-compatible routes plus /health and /metrics."""
 
 from __future__ import annotations
 
-import json
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from services.mock_worker.engine import EngineFailure, Generation, MockEngine
-from services.mock_worker.metrics import EngineMetrics
-from services.mock_worker.settings import WorkerSettings
+from . import openai_format as fmt
+from .api_requests import ChatCompletionRequest, CompletionRequest
+from .engine import Generation, SlotEngine
+from .generation import estimate_prompt_tokens, generate_tokens
+from .metrics import EngineMetrics
+from .settings import WorkerSettings
 
 
-def error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None, code: str | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}}, status_code=status)
+class MockWorker:
+    """Request handling for one worker process; holds the engine and its metrics."""
+
+    def __init__(self, settings: WorkerSettings) -> None:
+        self.settings = settings
+        self.metrics = EngineMetrics(settings.engine, settings.models)
+        self.engine = SlotEngine(
+            models=settings.models, slots=settings.slots, prefill_seconds=settings.prefill_seconds,
+            decode_seconds_per_token=settings.decode_seconds_per_token, metrics=self.metrics)
+        self._models = frozenset(settings.models)
+        self._failures = random.Random(settings.seed)
+        self._started = int(time.time())
+
+    # --- routes -------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.metrics.registry),
+                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def list_models(self, request: Request) -> Response:
+        data = [{"id": name, "object": "model", "created": self._started, "owned_by": "mock-worker",
+                 "root": name, "parent": None, "max_model_len": self.settings.max_tokens_cap}
+                for name in self.settings.models]
+        return fmt.json_response({"object": "list", "data": data})
+
+    def _injected_failure(self) -> Response | None:
+        # Checked before parsing: a failing engine answers 500 whatever it is sent.
+        rate = self.settings.failure_rate
+        if rate and self._failures.random() < rate:
+            return fmt.error_response(
+                500, f"Injected failure (failure rate {rate}); set MOCK_WORKER_FAILURE_RATE=0 to disable.",
+                type_="server_error", code="injected_failure")
+        return None
+
+    async def chat_completions(self, request: Request) -> Response:
+        if failure := self._injected_failure():
+            return failure
+        try:
+            req = ChatCompletionRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return fmt.validation_error_response(exc)
+        texts = [message.text() for message in req.messages]
+        prompt = "\n".join(texts)
+        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(), chat=True)
+
+    async def completions(self, request: Request) -> Response:
+        if failure := self._injected_failure():
+            return failure
+        try:
+            req = CompletionRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return fmt.validation_error_response(exc)
+        prompt = req.prompt_text()
+        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(),
+                                 chat=False)
+
+    # --- shared request path ------------------------------------------------------------
+
+    async def _serve(self, req: ChatCompletionRequest | CompletionRequest, prompt: str,
+                     prompt_tokens: int, max_tokens: int | None, *, chat: bool) -> Response:
+        if req.model not in self._models:
+            return fmt.error_response(
+                404, f"The model '{req.model}' does not exist; this worker serves "
+                     f"{', '.join(self.settings.models)} (see GET /v1/models).",
+                param="model", code="model_not_found")
+        count = max_tokens or self.settings.default_max_tokens
+        if count > self.settings.max_tokens_cap:
+            return fmt.error_response(
+                400, f"max_tokens={count} exceeds this worker's limit of {self.settings.max_tokens_cap} "
+                     "(MOCK_WORKER_MAX_TOKENS_CAP).", param="max_tokens")
+        seed = req.seed if req.seed is not None else self.settings.seed
+        gen = Generation(model=req.model, prompt_tokens=prompt_tokens,
+                         tokens=generate_tokens(prompt, count, seed))
+        request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if req.stream:
+            writer = fmt.ChunkWriter(request_id=request_id, created=created, gen=gen, chat=chat,
+                                     include_usage=req.include_usage)
+            if self.settings.decode_seconds_per_token:
+                return StreamingResponse(self._stream(gen, writer, chat), media_type="text/event-stream",
+                                         headers={"Cache-Control": "no-cache"})
+            # Without decode time all tokens are ready at once: the same SSE bytes in one body
+            # make streaming ~3x faster as a benchmark upstream than a chunk-by-chunk response.
+            await self.engine.run(gen)
+            return Response(self._whole_stream(writer, gen, chat), media_type="text/event-stream",
+                            headers={"Cache-Control": "no-cache"})
+        await self.engine.run(gen)
+        build = fmt.chat_completion if chat else fmt.text_completion
+        return fmt.json_response(build(request_id, created, gen))
+
+    async def _stream(self, gen: Generation, writer: fmt.ChunkWriter, chat: bool) -> AsyncIterator[bytes]:
+        if chat:
+            yield writer.role()
+        async for piece in self.engine.stream(gen):
+            yield writer.token(piece)
+        yield writer.finish()
+        if writer.include_usage:
+            yield writer.usage()
+        yield fmt.SSE_DONE
+
+    def _whole_stream(self, writer: fmt.ChunkWriter, gen: Generation, chat: bool) -> bytes:
+        chunks = [writer.role()] if chat else []
+        chunks += [writer.token(piece) for piece in gen.tokens]
+        chunks.append(writer.finish())
+        if writer.include_usage:
+            chunks.append(writer.usage())
+        chunks.append(fmt.SSE_DONE)
+        return b"".join(chunks)
 
 
-def usage(generation: Generation) -> dict[str, int]:
-    return {
-        "prompt_tokens": generation.prompt_tokens,
-        "completion_tokens": generation.completion_tokens,
-        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
-    }
-
-
-def sse(payload: dict[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"))
-    return f"data: {data}\n\n".encode()
-
-
-def prompt_text(body: dict[str, Any], chat: bool) -> str:
-    if chat:
-        parts = []
-        for message in body["messages"]:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts.extend(part.get("text", "") for part in content if isinstance(part, dict))
-        return " ".join(parts)
-    prompt = body["prompt"]
-    return " ".join(prompt) if isinstance(prompt, list) else str(prompt)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return fmt.error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.",
+                              code=str(exc.status_code))
 
 
 def create_app(settings: WorkerSettings) -> Starlette:
-    metrics = EngineMetrics(settings.engine)
-    engine = MockEngine(settings, metrics)
-    served = set(settings.models)
-    created = int(time.time())
-
-    async def parse(request: Request, chat: bool) -> dict[str, Any] | JSONResponse:
-        try:
-            body = json.loads(await request.body())
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return error(400, "request body is not valid JSON")
-        if not isinstance(body, dict):
-            return error(400, "request body must be a JSON object")
-        field = "messages" if chat else "prompt"
-        if "model" not in body:
-            return error(400, "missing required field 'model'", param="model")
-        if field not in body or (chat and not isinstance(body[field], list)):
-            return error(400, f"missing or invalid required field '{field}'", param=field)
-        if body["model"] not in served:
-            return error(404, f"The model '{body['model']}' does not exist", param="model", code="model_not_found")
-        limit = body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens
-        if not isinstance(limit, int) or limit < 1:
-            return error(400, "max_tokens must be a positive integer", param="max_tokens")
-        body["_max_tokens"] = min(limit, settings.max_tokens_cap)
-        return body
-
-    async def complete(request: Request, chat: bool) -> Response:
-        body = await parse(request, chat)
-        if isinstance(body, Response):
-            return body
-        model = body["model"]
-        tokens = engine.generate(model, prompt_text(body, chat), body["_max_tokens"])
-        try:
-            first, generation = await anext(tokens)
-        except EngineFailure as exc:
-            return error(500, str(exc), kind="server_error")
-        rid = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
-        now = int(time.time())
-        if not body.get("stream"):
-            text = first + "".join([token async for token, generation in tokens])
-            choice = (
-                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": generation.finish_reason}
-                if chat
-                else {"index": 0, "text": text, "logprobs": None, "finish_reason": generation.finish_reason}
-            )
-            return JSONResponse(
-                {
-                    "id": rid,
-                    "object": "chat.completion" if chat else "text_completion",
-                    "created": now,
-                    "model": model,
-                    "choices": [choice],
-                    "usage": usage(generation),
-                }
-            )
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        kind = "chat.completion.chunk" if chat else "text_completion"
-
-        def chunk(text: str | None, finish: str | None = None, first_chunk: bool = False) -> bytes:
-            if chat:
-                delta = {"role": "assistant", "content": text} if first_chunk else ({"content": text} if text is not None else {})
-                choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            else:
-                choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
-            return sse({"id": rid, "object": kind, "created": now, "model": model, "choices": [choice]})
-
-        async def stream() -> AsyncIterator[bytes]:
-            try:
-                yield chunk(first, first_chunk=True)
-                last = generation
-                async for token, last in tokens:
-                    yield chunk(token)
-                yield chunk(None, finish=last.finish_reason)
-                if include_usage:
-                    yield sse({"id": rid, "object": kind, "created": now, "model": model, "choices": [], "usage": usage(last)})
-                yield sse("[DONE]")
-            finally:
-                # A client that hangs up must give its slot back now, not when the generator is collected.
-                await tokens.aclose()
-
-        return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-
-    async def chat_completions(request: Request) -> Response:
-        return await complete(request, chat=True)
-
-    async def completions(request: Request) -> Response:
-        return await complete(request, chat=False)
-
-    async def models(_: Request) -> Response:
-        data = [{"id": name, "object": "model", "created": created, "owned_by": "mock-worker"} for name in settings.models]
-        return JSONResponse({"object": "list", "data": data})
-
-    async def health(_: Request) -> Response:
-        return Response(status_code=200)
-
-    async def metrics_endpoint(_: Request) -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
-        routes=[
-            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-            Route("/v1/completions", completions, methods=["POST"]),
-            Route("/v1/models", models, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", metrics_endpoint, methods=["GET"]),
-        ]
-    )
+    worker = MockWorker(settings)
+    routes = [
+        Route("/health", worker.health, methods=["GET"]),
+        Route("/metrics", worker.metrics_endpoint, methods=["GET"]),
+        Route("/v1/models", worker.list_models, methods=["GET"]),
+        Route("/v1/chat/completions", worker.chat_completions, methods=["POST"]),
+        Route("/v1/completions", worker.completions, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.state.worker = worker
+    return app

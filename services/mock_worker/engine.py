@@ -1,70 +1,110 @@
-"""Slots, prefill and decode: enough of an engine's timing that requests really queue."""
+"""Slot scheduler that makes requests queue and take time the way a batched engine does."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from services.mock_worker.metrics import EngineMetrics
-from services.mock_worker.settings import WorkerSettings
-
-WORDS = "the quick brown fox jumps over the lazy dog while a mock engine decodes tokens".split()
+from .metrics import EngineMetrics
 
 
-class EngineFailure(Exception):
-    """The configured failure rate struck."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class Generation:
+    """What one request will produce: its model, prompt size and output tokens."""
+
+    model: str
     prompt_tokens: int
-    completion_tokens: int = 0
+    tokens: list[str]
     finish_reason: str = "length"
 
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.tokens)
 
-def count_prompt_tokens(text: str) -> int:
-    # Words as tokens: real tokenizers give ~1.3 tokens a word; the mock only needs consistency.
-    return max(1, len(text.split()))
 
+class SlotEngine:
+    """A fixed number of slots (the batch size); everything else waits for one.
 
-class MockEngine:
-    def __init__(self, settings: WorkerSettings, metrics: EngineMetrics):
-        self.settings = settings
-        self.metrics = metrics
-        self.slots = asyncio.Semaphore(settings.slots)
-        self.random = random.Random(settings.seed)
+    `waiting` counts requests queued for a slot and `running` those holding one,
+    which is what vLLM's num_requests_waiting / num_requests_running report.
+    """
 
-    async def generate(self, model: str, prompt: str, max_tokens: int) -> AsyncIterator[tuple[str, Generation]]:
-        """Yield (token text, running totals); raises EngineFailure before the first token."""
-        settings, metrics = self.settings, self.metrics
+    def __init__(self, *, models: list[str], slots: int, prefill_seconds: float,
+                 decode_seconds_per_token: float, metrics: EngineMetrics) -> None:
+        self._slots = asyncio.Semaphore(slots)
+        self._prefill = prefill_seconds
+        self._decode = decode_seconds_per_token
+        self._metrics = metrics
+        self.waiting = dict.fromkeys(models, 0)
+        self.running = dict.fromkeys(models, 0)
+        for model in models:
+            metrics.bind_queue(model, lambda m=model: self.waiting[m], lambda m=model: self.running[m])
+
+    async def _acquire(self, model: str) -> None:
+        self.waiting[model] += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self.waiting[model] -= 1
+        self.running[model] += 1
+
+    def _release(self, model: str) -> None:
+        self.running[model] -= 1
+        self._slots.release()
+
+    def _record(self, gen: Generation, started: float, first_token_at: float | None,
+                generated: int, finished: bool) -> None:
+        m = self._metrics.per_model[gen.model]
+        if first_token_at is not None:
+            m.time_to_first_token.observe(first_token_at - started)
+        if generated:
+            m.generation_tokens.inc(generated)
+        if finished:
+            m.e2e_latency.observe(time.perf_counter() - started)
+        success = m.request_success.get(gen.finish_reason if finished else "abort")
+        if success is not None:
+            success.inc()
+
+    async def run(self, gen: Generation) -> None:
+        """Occupy a slot for the whole generation (non-streaming requests)."""
         started = time.perf_counter()
-        generation = Generation(prompt_tokens=count_prompt_tokens(prompt))
-        waiting, running = metrics.waiting.labels(model), metrics.running.labels(model)
-        waiting.inc()
+        await self._acquire(gen.model)
+        first_token_at = None
+        finished = False
         try:
-            await self.slots.acquire()
+            self._metrics.per_model[gen.model].prompt_tokens.inc(gen.prompt_tokens)
+            # One sleep per phase rather than per token: same timing, far fewer wake-ups.
+            first = self._prefill + self._decode
+            if first:
+                await asyncio.sleep(first)
+            first_token_at = time.perf_counter()
+            rest = self._decode * (gen.completion_tokens - 1)
+            if rest > 0:
+                await asyncio.sleep(rest)
+            finished = True
         finally:
-            waiting.dec()
-        running.inc()
+            self._release(gen.model)
+            self._record(gen, started, first_token_at, gen.completion_tokens if finished else 0, finished)
+
+    async def stream(self, gen: Generation) -> AsyncIterator[str]:
+        """Yield tokens as they are decoded; a client that disconnects frees its slot."""
+        started = time.perf_counter()
+        await self._acquire(gen.model)
+        first_token_at = None
+        generated = 0
         try:
-            if settings.failure_rate and self.random.random() < settings.failure_rate:
-                raise EngineFailure("simulated engine failure")
-            if settings.prefill_seconds:
-                await asyncio.sleep(settings.prefill_seconds)
-            metrics.prompt_tokens.labels(model).inc(generation.prompt_tokens)
-            for index in range(max_tokens):
-                if index == 0:
-                    metrics.ttft.labels(model).observe(time.perf_counter() - started)
-                elif settings.decode_seconds_per_token:
-                    await asyncio.sleep(settings.decode_seconds_per_token)
-                generation.completion_tokens += 1
-                metrics.generation_tokens.labels(model).inc()
-                yield WORDS[index % len(WORDS)] + " ", generation
-            metrics.success.labels(model).inc()
-            metrics.e2e.labels(model).observe(time.perf_counter() - started)
+            self._metrics.per_model[gen.model].prompt_tokens.inc(gen.prompt_tokens)
+            if self._prefill:
+                await asyncio.sleep(self._prefill)
+            for token in gen.tokens:
+                if self._decode:
+                    await asyncio.sleep(self._decode)
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                generated += 1
+                yield token
         finally:
-            running.dec()
-            self.slots.release()
+            self._release(gen.model)
+            self._record(gen, started, first_token_at, generated, generated == gen.completion_tokens)

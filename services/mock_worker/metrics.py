@@ -1,44 +1,121 @@
-"""The engine metrics the platform relies on, under vLLM's or SGLang's exact names."""
+"""Prometheus metrics under the real engines' names (vLLM `vllm:*`, SGLang `sglang:*`)."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from collections.abc import Callable
+from dataclasses import dataclass
 
-LATENCY_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0)
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
-# engine -> (waiting, running, ttft, e2e, prompt tokens, generation tokens, successes)
-NAMES = {
-    "vllm": (
-        "vllm:num_requests_waiting",
-        "vllm:num_requests_running",
-        "vllm:time_to_first_token_seconds",
-        "vllm:e2e_request_latency_seconds",
-        "vllm:prompt_tokens",
-        "vllm:generation_tokens",
-        "vllm:request_success",
+
+@dataclass(frozen=True)
+class MetricNames:
+    """One engine's metric names; counters are given without `_total` (prometheus_client adds it)."""
+
+    waiting: str
+    running: str
+    time_to_first_token: str
+    e2e_latency: str
+    prompt_tokens: str
+    generation_tokens: str
+    request_success: str | None
+
+
+ENGINE_METRIC_NAMES: dict[str, MetricNames] = {
+    # vllm/engine/metrics.py (v0) and vllm/v1/metrics/loggers.py
+    "vllm": MetricNames(
+        waiting="vllm:num_requests_waiting",
+        running="vllm:num_requests_running",
+        time_to_first_token="vllm:time_to_first_token_seconds",
+        e2e_latency="vllm:e2e_request_latency_seconds",
+        prompt_tokens="vllm:prompt_tokens",
+        generation_tokens="vllm:generation_tokens",
+        request_success="vllm:request_success",
     ),
-    "sglang": (
-        "sglang:num_queue_reqs",
-        "sglang:num_running_reqs",
-        "sglang:time_to_first_token_seconds",
-        "sglang:e2e_request_latency_seconds",
-        "sglang:prompt_tokens",
-        "sglang:generation_tokens",
-        "sglang:num_requests",
+    # sglang/srt/metrics/collector.py
+    "sglang": MetricNames(
+        waiting="sglang:num_queue_reqs",
+        running="sglang:num_running_reqs",
+        time_to_first_token="sglang:time_to_first_token_seconds",
+        e2e_latency="sglang:e2e_request_latency_seconds",
+        prompt_tokens="sglang:prompt_tokens",
+        generation_tokens="sglang:generation_tokens",
+        request_success=None,
     ),
 }
 
+# vLLM's finished_reason values: the mock produces "length", and "abort" for dropped streams.
+FINISHED_REASONS = ("stop", "length", "abort")
+
+# vLLM's own bucket boundaries, so dashboards built for the real engine read the same.
+TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+                1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
+E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
+               50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+
+
+@dataclass(frozen=True)
+class ModelMetrics:
+    """One model_name's children of the request metrics."""
+
+    time_to_first_token: Histogram
+    e2e_latency: Histogram
+    prompt_tokens: Counter
+    generation_tokens: Counter
+    request_success: dict[str, Counter]
+
 
 class EngineMetrics:
-    def __init__(self, engine: str):
-        waiting, running, ttft, e2e, prompt, generation, success = NAMES[engine]
+    """The worker's registry; queue gauges are read from the engine at scrape time."""
+
+    def __init__(self, engine: str, models: list[str]) -> None:
+        names = ENGINE_METRIC_NAMES[engine]
         self.registry = CollectorRegistry()
-        labels = ["model_name"]
-        self.waiting = Gauge(waiting, "Requests waiting for a slot.", labels, registry=self.registry)
-        self.running = Gauge(running, "Requests holding a slot.", labels, registry=self.registry)
-        self.ttft = Histogram(ttft, "Time to first token.", labels, buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.e2e = Histogram(e2e, "End-to-end request latency.", labels, buckets=LATENCY_BUCKETS, registry=self.registry)
-        # prometheus_client appends `_total` to counters, giving e.g. vllm:prompt_tokens_total.
-        self.prompt_tokens = Counter(prompt, "Prompt tokens processed.", labels, registry=self.registry)
-        self.generation_tokens = Counter(generation, "Tokens generated.", labels, registry=self.registry)
-        self.success = Counter(success, "Requests finished.", labels, registry=self.registry)
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        label = ["model_name"]
+        reg = self.registry
+        self._waiting = Gauge(names.waiting, "Number of requests waiting to be processed.", label, registry=reg)
+        self._running = Gauge(names.running, "Number of requests currently running.", label, registry=reg)
+        self.time_to_first_token = Histogram(
+            names.time_to_first_token, "Histogram of time to first token in seconds.", label,
+            buckets=TTFT_BUCKETS, registry=reg)
+        self.e2e_latency = Histogram(
+            names.e2e_latency, "Histogram of end to end request latency in seconds.", label,
+            buckets=E2E_BUCKETS, registry=reg)
+        self.prompt_tokens = Counter(
+            names.prompt_tokens, "Number of prefill tokens processed.", label, registry=reg)
+        self.generation_tokens = Counter(
+            names.generation_tokens, "Number of generation tokens processed.", label, registry=reg)
+        self.request_success = (
+            Counter(names.request_success, "Count of successfully processed requests.",
+                    ["model_name", "finished_reason"], registry=reg)
+            if names.request_success else None)
+        # Creating every child up front makes all series exist (at 0) before the first
+        # request, and saves the locked labels() lookup on the request path.
+        self.per_model = {model: self._children(model) for model in models}
+
+    def _children(self, model: str) -> ModelMetrics:
+        success = {}
+        if self.request_success is not None:
+            success = {reason: self.request_success.labels(model, reason) for reason in FINISHED_REASONS}
+        return ModelMetrics(
+            time_to_first_token=self.time_to_first_token.labels(model),
+            e2e_latency=self.e2e_latency.labels(model),
+            prompt_tokens=self.prompt_tokens.labels(model),
+            generation_tokens=self.generation_tokens.labels(model),
+            request_success=success,
+        )
+
+    def bind_queue(self, model: str, waiting: Callable[[], float], running: Callable[[], float]) -> None:
+        self._waiting.labels(model).set_function(waiting)
+        self._running.labels(model).set_function(running)
