@@ -1,0 +1,76 @@
+"""Run Redis and gateway processes on loopback for tests, benchmarks and `make demo`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from services.mock_worker.process import ROOT, RunningService, free_port, stop, wait_healthy
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RunningService]:
+    """A throwaway redis-server (Debian's; scripts/install-system-packages.sh installs it)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found: run scripts/install-system-packages.sh")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as data:
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", data],
+            stdout=subprocess.DEVNULL,
+        )
+        url = f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    stop(process)
+                    raise RuntimeError("redis-server did not start") from None
+                time.sleep(0.05)
+        client.close()
+        try:
+            yield RunningService(url, process)
+        finally:
+            stop(process)
+
+
+def write_config(document: dict[str, Any], directory: Path) -> Path:
+    path = directory / "gateway.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@contextlib.contextmanager
+def gateway(config_file: Path, redis_url: str | None = None, log_path: Path | None = None, **settings: Any) -> Iterator[RunningService]:
+    """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given."""
+    port = free_port()
+    env = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "GATEWAY_CONFIG_FILE": str(config_file)}
+    if redis_url:
+        env["GATEWAY_REDIS_URL"] = redis_url
+    env.update({f"GATEWAY_{key.upper()}": str(value) for key, value in settings.items()})
+    log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed when the process stops
+    process = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, stderr=log)
+    service = RunningService(f"http://127.0.0.1:{port}", process)
+    try:
+        wait_healthy(f"{service.url}/readyz", process)
+        yield service
+    finally:
+        stop(process)
+        if log:
+            log.close()

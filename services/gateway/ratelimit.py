@@ -1,0 +1,138 @@
+"""Per-tenant requests-per-minute and tokens-per-minute, shared by every gateway replica.
+
+A sliding-window counter (the current minute's count plus the previous minute's, weighted by
+how much of it still overlaps the window) evaluated and updated in ONE Redis Lua script: the
+check and the increment are atomic, so N replicas together admit no more than the limit
+(unlike a read-then-write from each replica, LiteLLM issue #40291), and requests and tokens
+cost a single round trip. The `limits` library implements the same algorithm but needs two
+round trips for two limits, and its Redis extra pins `packaging<26`, which conflicts with the
+Pulumi SDK in this repository's environment.
+
+When Redis is unreachable the same algorithm runs in-process (each replica then enforces the
+full limit on its own: a documented degradation, visible as gateway_ratelimit_backend_up 0),
+or, with fail_closed, requests are refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+WINDOW_MS = 60_000
+LOG = logging.getLogger("gateway.ratelimit")
+
+# KEYS: requests:cur, requests:prev, tokens:cur, tokens:prev
+# ARGV: now_ms, window_ms, rpm (-1 = none), tpm (-1 = none), token cost
+# Returns: {allowed 1|0, reason 0 ok|1 requests|2 tokens, remaining requests, remaining tokens, ms to reset}
+_SCRIPT = """
+local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
+local rpm, tpm, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local weight = 1 - (now % window) / window
+local reset = window - (now % window)
+local function used(cur, prev)
+  return (tonumber(redis.call('GET', prev) or '0') * weight) + tonumber(redis.call('GET', cur) or '0')
+end
+local requests = used(KEYS[1], KEYS[2])
+local tokens = used(KEYS[3], KEYS[4])
+if rpm >= 0 and requests + 1 > rpm then return {0, 1, 0, math.max(tpm - tokens, 0), reset} end
+if tpm >= 0 and tokens + cost > tpm then return {0, 2, math.max(rpm - requests, 0), 0, reset} end
+redis.call('INCRBY', KEYS[1], 1)
+redis.call('PEXPIRE', KEYS[1], window * 2)
+redis.call('INCRBY', KEYS[3], cost)
+redis.call('PEXPIRE', KEYS[3], window * 2)
+return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0), reset}
+"""
+
+REASONS = {0: "", 1: "requests", 2: "tokens"}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str  # "", "requests" or "tokens"
+    remaining_requests: int
+    remaining_tokens: int
+    reset_seconds: float
+
+
+ALLOW = Decision(True, "", -1, -1, 0.0)
+
+
+def _keys(tenant: str, bucket: int) -> list[str]:
+    # The hash tag keeps a tenant's keys in one Redis Cluster slot.
+    return [f"rl:{{{tenant}}}:r:{bucket}", f"rl:{{{tenant}}}:r:{bucket - 1}", f"rl:{{{tenant}}}:t:{bucket}", f"rl:{{{tenant}}}:t:{bucket - 1}"]
+
+
+class LocalWindow:
+    """The script's algorithm in-process, for when Redis is away."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, float] = {}
+
+    def check(self, tenant: str, now_ms: int, rpm: int, tpm: int, cost: int) -> list[float]:
+        bucket = now_ms // WINDOW_MS
+        rc, rp, tc, tp = _keys(tenant, bucket)
+        weight = 1 - (now_ms % WINDOW_MS) / WINDOW_MS
+        reset = WINDOW_MS - now_ms % WINDOW_MS
+        requests = self.counts.get(rp, 0) * weight + self.counts.get(rc, 0)
+        tokens = self.counts.get(tp, 0) * weight + self.counts.get(tc, 0)
+        if rpm >= 0 and requests + 1 > rpm:
+            return [0, 1, 0, max(tpm - tokens, 0), reset]
+        if tpm >= 0 and tokens + cost > tpm:
+            return [0, 2, max(rpm - requests, 0), 0, reset]
+        self.counts[rc] = self.counts.get(rc, 0) + 1
+        self.counts[tc] = self.counts.get(tc, 0) + cost
+        if len(self.counts) > 100_000:  # drop buckets older than the window
+            self.counts = {k: v for k, v in self.counts.items() if int(k.rsplit(":", 1)[1]) >= bucket - 1}
+        return [1, 0, max(rpm - requests - 1, 0), max(tpm - tokens - cost, 0), reset]
+
+
+class RateLimiter:
+    def __init__(self, redis_url: str | None, fail_closed: bool, on_backend_change=None):
+        self.redis = aioredis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25) if redis_url else None
+        self.script = self.redis.register_script(_SCRIPT) if self.redis else None
+        self.local = LocalWindow()
+        self.fail_closed = fail_closed
+        self.backend_up = self.redis is not None
+        self._retry_at = 0.0
+        self._on_backend_change = on_backend_change
+
+    def _set_backend(self, up: bool) -> None:
+        if up != self.backend_up:
+            self.backend_up = up
+            if up:
+                LOG.warning("rate-limit backend redis is back; limits are shared across replicas again")
+            else:
+                LOG.error("rate-limit backend redis unavailable; %s", "refusing requests (fail-closed)" if self.fail_closed else "limiting per process")
+            if self._on_backend_change:
+                self._on_backend_change(up)
+
+    async def check(self, tenant: str, rpm: int | None, tpm: int | None, cost: int) -> Decision | None:
+        """The decision, or None when the backend is down and the gateway fails closed."""
+        if rpm is None and tpm is None:
+            return ALLOW
+        now_ms = int(time.time() * 1000)
+        args = [now_ms, WINDOW_MS, -1 if rpm is None else rpm, -1 if tpm is None else tpm, cost]
+        result = None
+        if self.script is not None and time.monotonic() >= self._retry_at:
+            try:
+                result = await self.script(keys=_keys(tenant, now_ms // WINDOW_MS), args=args)
+                self._set_backend(True)
+            except (RedisError, OSError):
+                # Do not pay a connect timeout on every request while Redis is away: retry once a second.
+                self._retry_at = time.monotonic() + 1.0
+                self._set_backend(False)
+        if result is None:
+            if self.redis is not None and self.fail_closed:
+                return None
+            result = self.local.check(tenant, now_ms, *args[2:])
+        allowed, reason, remaining_requests, remaining_tokens, reset_ms = result
+        return Decision(bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000)
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,161 @@
+"""Shared limits across replicas, Redis loss, upstream loss, graceful drain, fuzzed input."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.gateway.process import gateway, redis_server
+from services.mock_worker.process import mock_worker
+from tests.services.gateway.conftest import KEYS, document
+
+AUTH = {"Authorization": f"Bearer {KEYS['acme']}"}
+BODY = {"model": "llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+
+
+def write(tmp_path, doc, name="gateway.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, redis, workers):
+    limit = 120
+    doc = document(workers, rpm=limit, maxConcurrency=64, maxQueue=256)
+    # A fresh tenant name: no counts left over from other tests in this minute.
+    doc["tenants"]["shared-limit"] = doc["tenants"].pop("acme")
+    config = write(tmp_path, doc)
+    with gateway(config, redis.url) as g1, gateway(config, redis.url) as g2, gateway(config, redis.url) as g3:
+        urls = [g1.url, g2.url, g3.url]
+
+        def send(i):
+            return httpx.post(f"{urls[i % 3]}/v1/chat/completions", headers=AUTH, json=BODY, timeout=30).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            codes = list(pool.map(send, range(3 * limit)))
+    admitted = codes.count(200)
+    assert codes.count(429) + admitted == 3 * limit
+    assert abs(admitted - limit) <= max(1, limit // 100), f"admitted {admitted} for a limit of {limit}"
+
+
+def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers):
+    doc = document(workers, rpm=1)
+    doc["tenants"]["headers-test"] = doc["tenants"].pop("acme")
+    with gateway(write(tmp_path, doc), redis.url) as service:
+        assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
+        refused = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
+        metrics = httpx.get(f"{service.url}/metrics").text
+    assert refused.status_code == 429
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    assert refused.headers["x-ratelimit-limit-requests"] == "1" and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert refused.json()["error"]["type"] == "rate_limit_error"
+    assert 'gateway_rate_limited_total{reason="requests",tenant="headers-test"} 1.0' in metrics
+
+
+def test_redis_killed_mid_test_keeps_serving_and_says_so(tmp_path, workers):
+    with redis_server() as own_redis:
+        with gateway(write(tmp_path, document(workers)), own_redis.url) as service:
+            assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
+            assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.url}/metrics").text
+            own_redis.process.kill()
+            own_redis.process.wait()
+            codes = [httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code for _ in range(20)]
+            assert codes == [200] * 20
+            assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.url}/metrics").text
+
+
+def test_fail_closed_refuses_without_redis(tmp_path, workers):
+    with redis_server() as own_redis:
+        with gateway(write(tmp_path, document(workers)), own_redis.url, fail_closed="true") as service:
+            own_redis.process.kill()
+            own_redis.process.wait()
+            response = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
+            assert response.status_code == 503 and response.headers["retry-after"] == "1"
+
+
+def test_upstream_killed_mid_stream(tmp_path, redis):
+    with mock_worker("--model", "llama", "--decode-seconds-per-token", "0.05") as slow:
+        doc = {"tenants": {"acme": document((slow, slow))["tenants"]["acme"]}}
+        doc["tenants"]["acme"]["routes"]["llama"] = {"strategy": "direct", "primary": "stable"}
+        with gateway(write(tmp_path, doc), redis.url) as service:
+            received = []
+            with httpx.stream("POST", f"{service.url}/v1/chat/completions", headers=AUTH, json={**BODY, "max_tokens": 200, "stream": True}, timeout=30) as response:
+                assert response.status_code == 200
+                for chunk in response.iter_bytes():
+                    received.append(chunk)
+                    if len(received) == 3:
+                        slow.process.kill()
+            body = b"".join(received)
+            assert b"[DONE]" not in body
+            assert body.rstrip().endswith(b"}}") and b'"code": "upstream_error"' in body.splitlines()[-2] + body.splitlines()[-1]
+            assert httpx.get(f"{service.url}/healthz").status_code == 200
+            after = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
+            assert after.status_code == 502 and after.json()["error"]["code"] == "upstream_error"
+
+
+def test_fallback_to_the_other_upstream_before_the_first_byte(tmp_path, redis, workers):
+    doc = document(workers)
+    doc["tenants"]["acme"]["upstreams"]["stable"] = "http://127.0.0.1:9"  # refused
+    doc["tenants"]["acme"]["routes"]["llama"]["percent"] = 0  # always the primary first
+    with gateway(write(tmp_path, doc), redis.url) as service:
+        response = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
+    assert response.status_code == 200 and response.headers["x-upstream"] == "canary"
+
+
+def test_upstream_timeout_is_504(tmp_path, redis):
+    with mock_worker("--model", "llama", "--prefill-seconds", "3") as slow:
+        doc = {"tenants": {"acme": document((slow, slow))["tenants"]["acme"]}}
+        doc["tenants"]["acme"]["routes"]["llama"] = {"strategy": "direct", "primary": "stable"}
+        with gateway(write(tmp_path, doc), redis.url, upstream_timeout_seconds=0.5) as service:
+            response = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY, timeout=10)
+    assert response.status_code == 504
+
+
+def test_sigterm_under_load_drops_no_request(tmp_path, redis):
+    with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.02") as worker:
+        with gateway(write(tmp_path, document((worker, worker))), redis.url) as service:
+            results: list[int] = []
+
+            def send():
+                try:
+                    results.append(httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json={**BODY, "max_tokens": 50}, timeout=30).status_code)
+                except httpx.HTTPError as exc:
+                    results.append(repr(exc))
+
+            threads = [threading.Thread(target=send) for _ in range(20)]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.3)  # all 20 in flight (each takes ~1 s upstream)
+            service.process.send_signal(signal.SIGTERM)
+            for thread in threads:
+                thread.join()
+            service.process.wait(timeout=30)
+    assert results == [200] * 20, results
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 10**6) | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+BODIES = st.one_of(
+    st.binary(max_size=200),
+    JSONISH.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries({"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH}, optional={"max_tokens": JSONISH, "stream": JSONISH, "stream_options": JSONISH}).map(lambda v: json.dumps(v).encode()),
+)
+HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(body=BODIES, auth=st.one_of(st.just(f"Bearer {KEYS['acme']}"), HEADER_TEXT), path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]), extra=HEADER_TEXT)
+def test_fuzzed_bodies_and_headers_never_5xx(gw, body, auth, path, extra):
+    response = httpx.post(f"{gw.url}{path}", content=body, headers={"Authorization": auth, "X-Request-Id": extra, "Content-Type": "application/json"}, timeout=10)
+    assert response.status_code < 500, (response.status_code, response.text[:200])
