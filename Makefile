@@ -6,7 +6,7 @@ STACK  ?= kind
 STACKS := minikube kind onprem gpu-cloud
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: preview test policy checkov ci lint venv clean
+.PHONY: preview test policy checkov demo ci lint venv clean
 
 preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 	$(BIN)/platformctl preview --stack $(STACK)
@@ -23,6 +23,10 @@ policy: $(VENV)/.runtime ## the policy pack, offline, on every shipped stack
 checkov: $(VENV)/.runtime .venv-checkov/.installed ## scan every shipped stack's manifests
 	@for stack in $(STACKS); do $(BIN)/platformctl preview --stack $$stack > /dev/null || exit 1; done
 	.venv-checkov/bin/checkov --config-file policies/checkov.yaml $(foreach stack,$(STACKS),-d build/$(stack)/manifests)
+
+demo: $(VENV)/.dev ## the kind stack's data plane locally: Redis, mock workers, gateway, traffic
+	scripts/install-system-packages.sh
+	$(BIN)/python -m infra.demo
 
 ci: test policy checkov ## what .ci/run runs
 
