@@ -66,6 +66,31 @@ def policy_check(stack: str = StackOption, stack_file: Optional[Path] = StackFil
 
 
 @app.command()
+def chargeback(
+    prometheus: str = typer.Option(..., "--prometheus", help="Prometheus base URL, e.g. http://localhost:9090"),
+    since: str = typer.Option("30d", "--since", help="Window: 90m, 12h, 30d, 4w"),
+    fmt: str = typer.Option("table", "--format", help="table, csv or json"),
+    stack: str = typer.Option("kind", "--stack", "-s", help="Stack whose price table and tiers apply."),
+    stack_file: Optional[Path] = StackFileOption,
+) -> None:
+    """Per-tenant GPU-hours, tokens and cost over a window, priced from the stack's monitoring.pricing."""
+    from infra.chargeback import ChargebackError, collect, render
+    from infra.preview.runner import load
+
+    try:
+        _, _, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    pricing = config.monitoring.pricing
+    try:
+        rows = collect(prometheus, since, pricing, {t.name: t.tier for t in config.tenants})
+        typer.echo(render(rows, fmt, pricing.currency))
+    except ChargebackError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if "--" in str(exc) else 1) from None
+
+
+@app.command()
 def preflight(
     stack: str = StackOption,
     stack_file: Optional[Path] = StackFileOption,

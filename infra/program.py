@@ -6,12 +6,15 @@ runs under Pulumi's mock runtime; both read the configuration from the Pulumi ru
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pulumi
 
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components import metrics_catalog
+from components.monitoring_rules import rule_groups
 from components.gateway import GatewayStack, GatewayStackArgs
 from components.gateway_config import gateway_document
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
@@ -96,6 +99,11 @@ def build_gateway(platform: Platform) -> GatewayStack:
     )
 
 
+def load_dashboards() -> dict[str, dict]:
+    folder = Path(__file__).resolve().parent.parent / "components" / "dashboards"
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+
+
 def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
     tenant_of = {namespace: tenant.name for tenant in config.tenants for namespace in tenant.namespaces}
     return MonitoringStack(
@@ -106,8 +114,15 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
             pool_mode=config.pool_mode,
             node_selector=pool.node_selector,
             toleration=pool.toleration,
-            rule_groups=[metrics_catalog.tenant_info_group(tenant_of)],
+            rule_groups=rule_groups(
+                tenant_of,
+                {tenant.name: tenant.tier for tenant in config.tenants},
+                config.monitoring.thresholds,
+                config.monitoring.pricing,
+                config.platform.namespaces.gateway,
+            ),
             adapter_rules=metrics_catalog.adapter_rules(),
+            dashboards=load_dashboards(),
         ),
     )
 
