@@ -109,6 +109,17 @@ def create_app(settings: GatewaySettings) -> Starlette:
     scheduler = FairScheduler(settings.max_upstream_concurrency)
     upstreams = Upstreams(settings.connect_timeout_seconds, settings.upstream_timeout_seconds, CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds))
 
+    def too_many(name: str, model: str, limits, decision, ids: dict[str, str]) -> Response:
+        metrics.rate_limited.labels(name, decision.reason).inc()
+        metrics.requests.labels(name, model, "", "429").inc()
+        headers = {"retry-after": str(max(1, int(decision.reset_seconds + 0.999))), **ids}
+        for kind, limit, remaining in (("requests", limits.rpm, decision.remaining_requests), ("tokens", limits.tpm, decision.remaining_tokens)):
+            if limit is not None:
+                headers[f"x-ratelimit-limit-{kind}"] = str(limit)
+                headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
+                headers[f"x-ratelimit-reset-{kind}"] = f"{decision.reset_seconds:.0f}s"
+        return error(429, f"rate limit reached for {decision.reason} per minute", code=f"rate_limit_{decision.reason}", headers=headers)
+
     def authenticate(request: Request) -> tuple[str, tenants_config.Tenant] | Response:
         key = api_key(request)
         if key is None:
@@ -125,6 +136,11 @@ def create_app(settings: GatewaySettings) -> Starlette:
         if isinstance(who, Response):
             return who
         name, tenant = who
+        limits = tenant.limits
+        refused = limiter.refused_now(name)
+        if refused is not None:
+            # A flooding tenant is turned away before its body is read or parsed.
+            return too_many(name, "", limits, refused, {})
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.max_body_bytes:
             return error(413, f"request body larger than {settings.max_body_bytes} bytes")
@@ -142,22 +158,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         ids = {"x-request-id": request_id}
 
-        limits = tenant.limits
         cost = len(raw) // 4 + int(body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens)
         decision = await limiter.check(name, limits.rpm, limits.tpm, cost)
         if decision is None:
             return error(503, "rate limiting unavailable; try again shortly", code="ratelimit_unavailable", headers={"retry-after": "1", **ids})
         if not decision.allowed:
-            metrics.rate_limited.labels(name, decision.reason).inc()
-            metrics.requests.labels(name, model, "", "429").inc()
-            retry = max(1, int(decision.reset_seconds + 0.999))
-            headers = {"retry-after": str(retry), **ids}
-            for kind, limit, remaining in (("requests", limits.rpm, decision.remaining_requests), ("tokens", limits.tpm, decision.remaining_tokens)):
-                if limit is not None:
-                    headers[f"x-ratelimit-limit-{kind}"] = str(limit)
-                    headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
-                    headers[f"x-ratelimit-reset-{kind}"] = f"{decision.reset_seconds:.0f}s"
-            return error(429, f"rate limit reached for {decision.reason} per minute", code=f"rate_limit_{decision.reason}", headers=headers)
+            return too_many(name, model, limits, decision, ids)
 
         queue_gauge, inflight_gauge = metrics.queue_depth.labels(name), metrics.inflight.labels(name)
         try:

@@ -48,6 +48,9 @@ return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0),
 """
 
 REASONS = {0: "", 1: "requests", 2: "tokens"}
+# How long a refusal is reused without asking Redis; token refusals could admit a smaller request
+# a little sooner, so this stays short.
+REFUSAL_CACHE_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class RateLimiter:
         self.backend_up = self.redis is not None
         self._retry_at = 0.0
         self._on_backend_change = on_backend_change
+        # tenant -> (monotonic deadline, decision): a refused tenant is refused locally for a moment,
+        # so a flood costs no Redis round trips. This can only refuse more, never admit more.
+        self._refused: dict[str, tuple[float, Decision]] = {}
 
     def _set_backend(self, up: bool) -> None:
         if up != self.backend_up:
@@ -111,10 +117,20 @@ class RateLimiter:
             if self._on_backend_change:
                 self._on_backend_change(up)
 
+    def refused_now(self, tenant: str) -> Decision | None:
+        """A refusal still fresh for this tenant: lets the request path answer 429 before reading the body."""
+        refused = self._refused.get(tenant)
+        return refused[1] if refused is not None and refused[0] > time.monotonic() else None
+
     async def check(self, tenant: str, rpm: int | None, tpm: int | None, cost: int) -> Decision | None:
         """The decision, or None when the backend is down and the gateway fails closed."""
         if rpm is None and tpm is None:
             return ALLOW
+        refused = self._refused.get(tenant)
+        if refused is not None:
+            if refused[0] > time.monotonic():
+                return refused[1]
+            del self._refused[tenant]
         now_ms = int(time.time() * 1000)
         args = [now_ms, WINDOW_MS, -1 if rpm is None else rpm, -1 if tpm is None else tpm, cost]
         result = None
@@ -131,7 +147,10 @@ class RateLimiter:
                 return None
             result = self.local.check(tenant, now_ms, *args[2:])
         allowed, reason, remaining_requests, remaining_tokens, reset_ms = result
-        return Decision(bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000)
+        decision = Decision(bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000)
+        if not decision.allowed:
+            self._refused[tenant] = (time.monotonic() + min(decision.reset_seconds, REFUSAL_CACHE_SECONDS), decision)
+        return decision
 
     async def close(self) -> None:
         if self.redis is not None:
