@@ -35,6 +35,7 @@ from services.mock_worker.process import free_port, mock_worker, stop, wait_heal
 
 HERE = Path(__file__).resolve().parent
 KEY = "sk-bench-0001"
+LITELLM_KEY = "sk-bench-litellm-master"
 LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
 
 
@@ -62,6 +63,8 @@ def litellm_proxy(upstream: str, work: Path):
     config.write_text(json.dumps({
         "model_list": [{"model_name": "bench-model", "litellm_params": {"model": "openai/bench-model", "api_base": f"{upstream}/v1", "api_key": "unused"}}],
         "litellm_settings": {"telemetry": False},
+        # LiteLLM refuses to start without a key; checking one per request is what our gateway does too.
+        "general_settings": {"master_key": LITELLM_KEY},
     }))
     port = free_port()
     process = subprocess.Popen([str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
@@ -103,7 +106,7 @@ def main() -> None:
             rows.append(measure("this gateway (auth, Redis limits, metrics)", gw.url, args.duration, KEY, gw.process.pid))
         if not args.skip_litellm and LITELLM.exists():
             with litellm_proxy(upstream.url, work) as (url, process):
-                rows.append(measure("LiteLLM proxy", url, args.duration, "", process.pid))
+                rows.append(measure("LiteLLM proxy", url, args.duration, LITELLM_KEY, process.pid))
     direct, ours = rows[0], rows[1]
     print(f"added latency c=1: p50 {ours['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 {ours['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms")
     print(f"c=32 throughput: gateway/direct {ours['c32']['rps'] / direct['c32']['rps']:.2f}x")

@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import time
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,7 +155,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
         if model not in tenant.models or route is None:
             # The same answer for "exists for someone else" and "exists nowhere": nothing leaks.
             return error(403, f"model '{model}' is not available to this API key", code="model_not_allowed", param="model")
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         ids = {"x-request-id": request_id}
 
         cost = len(raw) // 4 + int(body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens)

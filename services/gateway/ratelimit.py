@@ -15,12 +15,13 @@ or, with fail_closed, requests are refused.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 WINDOW_MS = 60_000
 LOG = logging.getLogger("gateway.ratelimit")
@@ -97,7 +98,10 @@ class LocalWindow:
 class RateLimiter:
     def __init__(self, redis_url: str | None, fail_closed: bool, on_backend_change=None):
         self.redis = aioredis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25) if redis_url else None
-        self.script = self.redis.register_script(_SCRIPT) if self.redis else None
+        self.sha: str | None = None
+        # Checks arriving in the same event-loop turn go to Redis as one pipeline: one round trip for
+        # many concurrent requests (the script is still atomic per request).
+        self._pending: list[tuple[list[str], list, asyncio.Future]] = []
         self.local = LocalWindow()
         self.fail_closed = fail_closed
         self.backend_up = self.redis is not None
@@ -134,9 +138,9 @@ class RateLimiter:
         now_ms = int(time.time() * 1000)
         args = [now_ms, WINDOW_MS, -1 if rpm is None else rpm, -1 if tpm is None else tpm, cost]
         result = None
-        if self.script is not None and time.monotonic() >= self._retry_at:
+        if self.redis is not None and time.monotonic() >= self._retry_at:
             try:
-                result = await self.script(keys=_keys(tenant, now_ms // WINDOW_MS), args=args)
+                result = await self._evaluate(_keys(tenant, now_ms // WINDOW_MS), args)
                 self._set_backend(True)
             except (RedisError, OSError):
                 # Do not pay a connect timeout on every request while Redis is away: retry once a second.
@@ -151,6 +155,34 @@ class RateLimiter:
         if not decision.allowed:
             self._refused[tenant] = (time.monotonic() + min(decision.reset_seconds, REFUSAL_CACHE_SECONDS), decision)
         return decision
+
+    async def _evaluate(self, keys: list[str], args: list) -> list:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if len(self._pending) == 1:
+            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
+        return await future
+
+    async def _flush(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            if self.sha is None:
+                self.sha = await self.redis.script_load(_SCRIPT)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args, _ in batch:
+                    pipe.evalsha(self.sha, len(keys), *keys, *args)
+                results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            results = [exc] * len(batch)
+        for (_, _, future), result in zip(batch, results):
+            if future.done():
+                continue
+            if isinstance(result, NoScriptError):
+                self.sha = None  # Redis restarted: load the script again on the next flush
+            if isinstance(result, BaseException):
+                future.set_exception(result if isinstance(result, (RedisError, OSError)) else RedisError(str(result)))
+            else:
+                future.set_result(result)
 
     async def close(self) -> None:
         if self.redis is not None:
