@@ -36,7 +36,10 @@ def synthetic_stack(tenants: int) -> dict:
                 "overSubscriptionRatio": 2.0,
             },
             # One 8-GPU node per four tenants, so the GPU capacity is 2 per tenant.
-            "gpu-platform:gpuPool": {"nodes": [f"gpu-node-{n}" for n in range(tenants // 4)], "fake": {"gpusPerNode": 8}},
+            "gpu-platform:gpuPool": {
+                "nodes": [f"gpu-node-{n}" for n in range(tenants // 4)],
+                "fake": {"gpusPerNode": 8},
+            },
             "gpu-platform:tenants": [
                 {
                     "name": f"tenant-{i:04d}",
@@ -55,14 +58,25 @@ def run_once(tenants: int, work: Path) -> dict:
     stack_file = work / f"Pulumi.scale-{tenants}.yaml"
     stack_file.write_text(yaml.safe_dump(synthetic_stack(tenants)))
     out = work / f"out-{tenants}"
-    cmd = [str(ROOT / ".venv/bin/platformctl"), "preview", "--stack", f"scale-{tenants}", "--stack-file", str(stack_file), "--out", str(out)]
+    cmd = [
+        str(ROOT / ".venv/bin/platformctl"),
+        "preview",
+        "--stack",
+        f"scale-{tenants}",
+        "--stack-file",
+        str(stack_file),
+        "--out",
+        str(out),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if proc.returncode != 0:
-        sys.exit(f"preview of {tenants} tenants failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        sys.exit(
+            f"preview of {tenants} tenants failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
     report = json.loads((out / "report.json").read_text())
     return {
         "tenants": tenants,
@@ -79,7 +93,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 800])
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    print(f"machine: {platform.node()} {os.cpu_count()} cpus, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.node()} {os.cpu_count()} cpus, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
         for size in sorted(args.sizes):
@@ -89,7 +105,9 @@ def main() -> None:
         base = rows[0]
         for row in rows[1:]:
             growth = (row["wall_s"] / base["wall_s"]) / (row["tenants"] / base["tenants"])
-            print(f"{row['tenants']} vs {base['tenants']} tenants: time per tenant x{growth:.2f} (<= 1.0 is linear or better)")
+            print(
+                f"{row['tenants']} vs {base['tenants']} tenants: time per tenant x{growth:.2f} (<= 1.0 is linear or better)"
+            )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,18 @@ def _security(read_only: bool = True) -> dict[str, Any]:
 
 
 def _pod_security(uid: int) -> dict[str, Any]:
-    return {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid, "seccompProfile": {"type": "RuntimeDefault"}}
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+        "fsGroup": uid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
-def network_policies(namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]) -> dict[str, dict[str, Any]]:
+def network_policies(
+    namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
+) -> dict[str, dict[str, Any]]:
     ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
     return {
         "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
@@ -62,7 +70,12 @@ def network_policies(namespace: str, monitoring: str, gateway: dict[str, str], r
         "allow-gateway-to-redis": {
             "podSelector": {"matchLabels": redis},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"podSelector": {"matchLabels": gateway}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]}],
+            "ingress": [
+                {
+                    "from": [{"podSelector": {"matchLabels": gateway}}],
+                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
+                }
+            ],
         },
         "allow-monitoring": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(monitoring)]}]},
         "allow-gateway-egress": {
@@ -74,7 +87,10 @@ def network_policies(namespace: str, monitoring: str, gateway: dict[str, str], r
                     "ports": [{"protocol": "TCP", "port": 8000}],
                 },
                 {"to": [{"podSelector": {"matchLabels": redis}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
-                {"to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}], "ports": DNS_PORTS},
+                {
+                    "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                    "ports": DNS_PORTS,
+                },
             ],
         },
     }
@@ -92,7 +108,10 @@ class GatewayStack(pulumi.ComponentResource):
             namespace,
             metadata={
                 "name": namespace,
-                "labels": {**labels.recommended("gateway", "gateway"), "pod-security.kubernetes.io/enforce": "restricted"},
+                "labels": {
+                    **labels.recommended("gateway", "gateway"),
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                },
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -112,8 +131,12 @@ class GatewayStack(pulumi.ComponentResource):
             opts=self._in_ns,
         )
         self._gateway(settings, args.images, gateway_labels, gateway_selector, redis_url, config)
-        for policy, spec in network_policies(namespace, args.namespaces.monitoring, gateway_selector, redis_selector).items():
-            k8s.networking.v1.NetworkPolicy(f"gateway-{policy}", metadata=self._meta(policy, gateway_labels), spec=spec, opts=self._in_ns)
+        for policy, spec in network_policies(
+            namespace, args.namespaces.monitoring, gateway_selector, redis_selector
+        ).items():
+            k8s.networking.v1.NetworkPolicy(
+                f"gateway-{policy}", metadata=self._meta(policy, gateway_labels), spec=spec, opts=self._in_ns
+            )
         self._expose(settings, gateway_labels)
         self.service_url = f"http://gateway.{namespace}.svc.cluster.local"
         self.register_outputs({"serviceUrl": self.service_url, "namespace": namespace})
@@ -121,7 +144,9 @@ class GatewayStack(pulumi.ComponentResource):
     def _meta(self, name: str, common: dict[str, str]) -> dict[str, Any]:
         return {"name": name, "namespace": self.namespace, "labels": common}
 
-    def _redis(self, settings: GatewaySettings, images: Images, common: dict[str, str], selector: dict[str, str]) -> str:
+    def _redis(
+        self, settings: GatewaySettings, images: Images, common: dict[str, str], selector: dict[str, str]
+    ) -> str:
         redis = settings.redis
         max_memory = format_bytes(redis.max_memory).replace("Mi", "mb").replace("Gi", "gb")
         probe = {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 10}
@@ -143,7 +168,15 @@ class GatewayStack(pulumi.ComponentResource):
                                 "image": images.redis,
                                 # Limits must never be evicted to make room: refuse writes instead (the gateway then
                                 # falls back to its local limiter and says so in its metrics).
-                                "args": ["redis-server", "--appendonly", "yes", "--maxmemory", max_memory, "--maxmemory-policy", "noeviction"],
+                                "args": [
+                                    "redis-server",
+                                    "--appendonly",
+                                    "yes",
+                                    "--maxmemory",
+                                    max_memory,
+                                    "--maxmemory-policy",
+                                    "noeviction",
+                                ],
                                 "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
                                 "resources": redis.resources.as_kubernetes(),
                                 "readinessProbe": probe,
@@ -170,7 +203,11 @@ class GatewayStack(pulumi.ComponentResource):
         k8s.core.v1.Service(
             "gateway-redis",
             metadata=self._meta("redis", common),
-            spec={"type": "ClusterIP", "selector": selector, "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}]},
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "redis", "port": REDIS_PORT, "targetPort": "redis"}],
+            },
             opts=self._in_ns,
         )
         return f"redis://redis.{self.namespace}.svc.cluster.local:{REDIS_PORT}/0"
@@ -234,11 +271,18 @@ class GatewayStack(pulumi.ComponentResource):
         k8s.core.v1.Service(
             "gateway",
             metadata=self._meta("gateway", common),
-            spec={"type": "ClusterIP", "selector": selector, "ports": [{"name": "http", "port": 80, "targetPort": "http"}]},
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
             opts=self._in_ns,
         )
         k8s.policy.v1.PodDisruptionBudget(
-            "gateway", metadata=self._meta("gateway", common), spec={"minAvailable": 1, "selector": {"matchLabels": selector}}, opts=after
+            "gateway",
+            metadata=self._meta("gateway", common),
+            spec={"minAvailable": 1, "selector": {"matchLabels": selector}},
+            opts=after,
         )
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "gateway",
@@ -248,7 +292,13 @@ class GatewayStack(pulumi.ComponentResource):
                 "minReplicas": settings.replicas,
                 "maxReplicas": settings.max_replicas,
                 "metrics": [
-                    {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": settings.target_cpu_utilization}}}
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": settings.target_cpu_utilization},
+                        },
+                    }
                 ],
             },
             opts=after,
@@ -258,7 +308,10 @@ class GatewayStack(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
             metadata=self._meta("gateway", common),
-            spec={"selector": {"matchLabels": selector}, "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}]},
+            spec={
+                "selector": {"matchLabels": selector},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            },
             opts=self._in_ns,
         )
 
@@ -266,7 +319,12 @@ class GatewayStack(pulumi.ComponentResource):
         backend = {"name": "gateway", "port": 80}
         if settings.exposure == "gateway-api":
             parent = settings.parent_gateway
-            ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": parent.name, "namespace": parent.namespace}
+            ref = {
+                "group": "gateway.networking.k8s.io",
+                "kind": "Gateway",
+                "name": parent.name,
+                "namespace": parent.namespace,
+            }
             if parent.section_name:
                 ref["sectionName"] = parent.section_name
             k8s.apiextensions.CustomResource(
@@ -277,7 +335,9 @@ class GatewayStack(pulumi.ComponentResource):
                 spec={
                     "parentRefs": [ref],
                     "hostnames": [settings.hostname],
-                    "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [backend]}],
+                    "rules": [
+                        {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [backend]}
+                    ],
                 },
                 opts=self._in_ns,
             )
@@ -290,7 +350,15 @@ class GatewayStack(pulumi.ComponentResource):
                     "rules": [
                         {
                             "host": settings.hostname,
-                            "http": {"paths": [{"path": "/v1", "pathType": "Prefix", "backend": {"service": {"name": "gateway", "port": {"number": 80}}}}]},
+                            "http": {
+                                "paths": [
+                                    {
+                                        "path": "/v1",
+                                        "pathType": "Prefix",
+                                        "backend": {"service": {"name": "gateway", "port": {"number": 80}}},
+                                    }
+                                ]
+                            },
                         }
                     ],
                 },

@@ -14,8 +14,10 @@ from infra.config import StackConfig, Tenant
 
 def tenant_routes(tenant: Tenant) -> dict[str, dict[str, Any]]:
     """Declared routes, and for every other served model a direct (one worker) or even weighted route."""
-    routes = {model: route.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) | {"strategy": route.strategy}
-              for model, route in tenant.routes.items()}
+    routes = {
+        model: route.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True) | {"strategy": route.strategy}
+        for model, route in tenant.routes.items()
+    }
     serving: dict[str, list[str]] = {}
     for worker in tenant.workers:
         serving.setdefault(worker.served_name, []).append(worker.name)

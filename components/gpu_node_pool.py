@@ -54,7 +54,11 @@ def fake_operator_values(pool: GpuPoolSettings) -> dict[str, Any]:
         "topology": {
             "nodePoolLabelKey": "run.ai/simulated-gpu-node-pool",
             "nodePools": {
-                fake.pool: {"gpuProduct": fake.gpu_product, "gpuCount": fake.gpus_per_node, "gpuMemory": fake.gpu_memory_mib}
+                fake.pool: {
+                    "gpuProduct": fake.gpu_product,
+                    "gpuCount": fake.gpus_per_node,
+                    "gpuMemory": fake.gpu_memory_mib,
+                }
             },
         },
         # No MIG on the simulated pool: the mig-faker would only wait for a label nobody sets.
@@ -70,7 +74,9 @@ def device_plugin_values(pool: GpuPoolSettings) -> dict[str, Any]:
     if pool.time_slicing:
         sharing = {
             "version": "v1",
-            "sharing": {"timeSlicing": {"resources": [{"name": "nvidia.com/gpu", "replicas": pool.time_slicing.replicas}]}},
+            "sharing": {
+                "timeSlicing": {"resources": [{"name": "nvidia.com/gpu", "replicas": pool.time_slicing.replicas}]}
+            },
         }
         values["config"] = {"map": {"default": yaml.safe_dump(sharing, sort_keys=False)}, "default": "default"}
     return values
@@ -91,18 +97,32 @@ class GpuNodePool(pulumi.ComponentResource):
         self.toleration = toleration(pool)
         if args.mode == "fake":
             self._label_nodes(extra_labels={"run.ai/simulated-gpu-node-pool": pool.fake.pool})
-            release("fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator, child)
+            release(
+                "fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator, child
+            )
             per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
             nodes = pulumi.Output.from_input(len(pool.nodes))
         elif args.mode == "onprem":
             self._label_nodes()
-            release("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator, child)
+            release(
+                "nvidia-device-plugin",
+                NVIDIA_DEVICE_PLUGIN,
+                device_plugin_values(pool),
+                args.namespaces.gpu_operator,
+                child,
+            )
             replicas = pool.time_slicing.replicas if pool.time_slicing else 1
             per_node = pulumi.Output.from_input(pool.gpus_per_node * replicas)
             nodes = pulumi.Output.from_input(len(pool.nodes))
         elif args.mode == "eks":
             per_node = self._eks_node_group()
-            release("nvidia-device-plugin", NVIDIA_DEVICE_PLUGIN, device_plugin_values(pool), args.namespaces.gpu_operator, child)
+            release(
+                "nvidia-device-plugin",
+                NVIDIA_DEVICE_PLUGIN,
+                device_plugin_values(pool),
+                args.namespaces.gpu_operator,
+                child,
+            )
             nodes = pulumi.Output.from_input(pool.eks.max_size)
         else:
             raise ValueError(f"unknown GPU pool mode {args.mode!r}")
@@ -134,7 +154,9 @@ class GpuNodePool(pulumi.ComponentResource):
 
         pool, eks = self._pool, self._pool.eks
         child = pulumi.ResourceOptions(parent=self)
-        instance = aws.ec2.get_instance_type_output(instance_type=eks.instance_type, opts=pulumi.InvokeOptions(parent=self))
+        instance = aws.ec2.get_instance_type_output(
+            instance_type=eks.instance_type, opts=pulumi.InvokeOptions(parent=self)
+        )
         per_node = instance.gpuses.apply(lambda gpus: sum(int(g.count) for g in gpus) if gpus else 0)
 
         role = aws.iam.Role(
@@ -142,7 +164,9 @@ class GpuNodePool(pulumi.ComponentResource):
             assume_role_policy=pulumi.Output.json_dumps(
                 {
                     "Version": "2012-10-17",
-                    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
                 }
             ),
             tags={"app.kubernetes.io/part-of": labels.PART_OF},

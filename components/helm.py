@@ -28,7 +28,9 @@ PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-co
 DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
 
 
-def release(name: str, chart: Chart, values: dict[str, Any], namespace: str, opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+def release(
+    name: str, chart: Chart, values: dict[str, Any], namespace: str, opts: pulumi.ResourceOptions
+) -> k8s.helm.v3.Release:
     """A Helm release named exactly `name` (no random suffix: other objects address its Services)."""
     return k8s.helm.v3.Release(
         name,

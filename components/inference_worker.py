@@ -44,7 +44,9 @@ def hpa_behavior(worker: Worker) -> dict[str, Any]:
         "scaleUp": {
             "stabilizationWindowSeconds": scaling.scale_up_window_seconds,
             "selectPolicy": "Max",
-            "policies": [{"type": "Pods", "value": scaling.scale_up_pods, "periodSeconds": scaling.scale_up_period_seconds}],
+            "policies": [
+                {"type": "Pods", "value": scaling.scale_up_pods, "periodSeconds": scaling.scale_up_period_seconds}
+            ],
         },
         "scaleDown": {
             "stabilizationWindowSeconds": scaling.scale_down_window_seconds,
@@ -60,7 +62,9 @@ def resources(worker: Worker) -> dict[str, dict[str, str]]:
     requests = {"cpu": format_cpu(cpu), "memory": format_bytes(memory)}
     limits = {
         "cpu": format_cpu(worker.cpu_limit if worker.cpu_limit is not None else max(cpu, defaults["cpu_limit"])),
-        "memory": format_bytes(worker.memory_limit if worker.memory_limit is not None else max(memory, defaults["memory_limit"])),
+        "memory": format_bytes(
+            worker.memory_limit if worker.memory_limit is not None else max(memory, defaults["memory_limit"])
+        ),
     }
     # Extended resources cannot be overcommitted: the GPU limit always equals the request.
     requests["nvidia.com/gpu"] = limits["nvidia.com/gpu"] = str(worker.gpus)
@@ -102,7 +106,9 @@ def pod_spec(args: InferenceWorkerArgs, selector: dict[str, str], pvc_name: str 
         ],
     }
     models_volume = (
-        {"name": "models", "persistentVolumeClaim": {"claimName": pvc_name}} if pvc_name else {"name": "models", "emptyDir": {}}
+        {"name": "models", "persistentVolumeClaim": {"claimName": pvc_name}}
+        if pvc_name
+        else {"name": "models", "emptyDir": {}}
     )
     spread = [
         {
@@ -183,9 +189,15 @@ class InferenceWorker(pulumi.ComponentResource):
                 "replicas": worker.autoscaling.min_replicas,
                 "revisionHistoryLimit": 3,
                 "selector": {"matchLabels": selector},
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0 if worker.gpus else 1, "maxUnavailable": 1}},
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": 0 if worker.gpus else 1, "maxUnavailable": 1},
+                },
                 "template": {
-                    "metadata": {"labels": common, "annotations": {"kubectl.kubernetes.io/default-container": "engine"}},
+                    "metadata": {
+                        "labels": common,
+                        "annotations": {"kubectl.kubernetes.io/default-container": "engine"},
+                    },
                     "spec": pod_spec(args, selector, pvc_name),
                 },
             },
@@ -195,7 +207,11 @@ class InferenceWorker(pulumi.ComponentResource):
         k8s.core.v1.Service(
             f"{instance}-svc",
             metadata=meta(worker.name),
-            spec={"type": "ClusterIP", "selector": selector, "ports": [{"name": "http", "port": PORT, "targetPort": "http"}]},
+            spec={
+                "type": "ClusterIP",
+                "selector": selector,
+                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+            },
             opts=child,
         )
         k8s.policy.v1.PodDisruptionBudget(
@@ -245,7 +261,10 @@ class InferenceWorker(pulumi.ComponentResource):
                     "podSelector": {"matchLabels": selector},
                     "policyTypes": ["Egress"],
                     "egress": [
-                        {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}], "ports": [{"protocol": "TCP", "port": 443}]}
+                        {
+                            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                            "ports": [{"protocol": "TCP", "port": 443}],
+                        }
                     ],
                 },
                 opts=child,

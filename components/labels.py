@@ -17,7 +17,9 @@ COST_CENTER = "cost-center"
 CAPACITY = "platform.io/capacity"
 
 
-def recommended(name: str, component: str, *, instance: str | None = None, version: str | None = None) -> dict[str, str]:
+def recommended(
+    name: str, component: str, *, instance: str | None = None, version: str | None = None
+) -> dict[str, str]:
     labels = {
         "app.kubernetes.io/name": name,
         "app.kubernetes.io/component": component,

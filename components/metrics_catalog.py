@@ -68,7 +68,11 @@ def tenant_info_group(namespaces: dict[str, str]) -> dict[str, Any]:
     return {
         "name": "platform-tenants",
         "rules": [
-            {"record": "platform:namespace_tenant:info", "expr": "vector(1)", "labels": {"namespace": ns, "tenant": tenant}}
+            {
+                "record": "platform:namespace_tenant:info",
+                "expr": "vector(1)",
+                "labels": {"namespace": ns, "tenant": tenant},
+            }
             for ns, tenant in sorted(namespaces.items())
         ],
     }

@@ -58,7 +58,9 @@ def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]
         },
         # Grafana's own sizing lives in its subchart, whose defaults are not vendored: left at the chart's.
         "grafana": {
-            "sidecar": {"dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1", "searchNamespace": "ALL"}},
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1", "searchNamespace": "ALL"}
+            },
         },
     }
 
@@ -94,13 +96,24 @@ class MonitoringStack(pulumi.ComponentResource):
         # node-exporter needs the host's network and PID namespaces: this namespace is privileged.
         ns = k8s.core.v1.Namespace(
             namespaces.monitoring,
-            metadata={"name": namespaces.monitoring, "labels": {**common, "pod-security.kubernetes.io/enforce": "privileged"}},
+            metadata={
+                "name": namespaces.monitoring,
+                "labels": {**common, "pod-security.kubernetes.io/enforce": "privileged"},
+            },
             opts=pulumi.ResourceOptions(parent=self),
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
-        stack = release(RELEASE, KUBE_PROMETHEUS_STACK, kube_prometheus_stack_values(args.settings), namespaces.monitoring, in_ns)
+        stack = release(
+            RELEASE, KUBE_PROMETHEUS_STACK, kube_prometheus_stack_values(args.settings), namespaces.monitoring, in_ns
+        )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[stack])
-        release("prometheus-adapter", PROMETHEUS_ADAPTER, adapter_values(namespaces, args.adapter_rules), namespaces.monitoring, after_stack)
+        release(
+            "prometheus-adapter",
+            PROMETHEUS_ADAPTER,
+            adapter_values(namespaces, args.adapter_rules),
+            namespaces.monitoring,
+            after_stack,
+        )
 
         if args.pool_mode == "fake":
             k8s.apiextensions.CustomResource(
@@ -111,13 +124,19 @@ class MonitoringStack(pulumi.ComponentResource):
                 spec={
                     "selector": {"matchLabels": {"app": "nvidia-dcgm-exporter"}},
                     "namespaceSelector": {"matchNames": [namespaces.gpu_operator]},
-                    "endpoints": [{"port": "gpu-metrics", "interval": args.settings.scrape_interval, "honorLabels": True}],
+                    "endpoints": [
+                        {"port": "gpu-metrics", "interval": args.settings.scrape_interval, "honorLabels": True}
+                    ],
                 },
                 opts=after_stack,
             )
         else:
             release(
-                "dcgm-exporter", DCGM_EXPORTER, dcgm_values(args.node_selector, args.toleration), namespaces.gpu_operator, after_stack
+                "dcgm-exporter",
+                DCGM_EXPORTER,
+                dcgm_values(args.node_selector, args.toleration),
+                namespaces.gpu_operator,
+                after_stack,
             )
 
         k8s.apiextensions.CustomResource(

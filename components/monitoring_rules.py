@@ -28,14 +28,22 @@ def gpu_group() -> dict[str, Any]:
     return {
         "name": "platform-gpu",
         "rules": [
-            _record("namespace:gpu_allocated:sum", 'sum by (namespace) (kube_pod_container_resource_requests{resource="nvidia_com_gpu"})'),
+            _record(
+                "namespace:gpu_allocated:sum",
+                'sum by (namespace) (kube_pod_container_resource_requests{resource="nvidia_com_gpu"})',
+            ),
             _record("tenant:gpu_allocated:sum", f"sum by (tenant) (namespace:gpu_allocated:sum {TENANT_JOIN})"),
             _record("namespace:gpu_used:count", 'count by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace!=""} > 0)'),
             _record("tenant:gpu_used:count", f"sum by (tenant) (namespace:gpu_used:count {TENANT_JOIN})"),
             # Seed A's per-tenant view, with DCGM's real metric name.
             _record("namespace:gpu_utilization:avg", 'avg by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace!=""})'),
-            _record("tenant:gpu_utilization:avg", f'avg by (tenant) (DCGM_FI_DEV_GPU_UTIL{{namespace!=""}} {TENANT_JOIN})'),
-            _record("tenant:gpu_memory_used_bytes:sum", f'sum by (tenant) (DCGM_FI_DEV_FB_USED{{namespace!=""}} * 1048576 {TENANT_JOIN})'),
+            _record(
+                "tenant:gpu_utilization:avg", f'avg by (tenant) (DCGM_FI_DEV_GPU_UTIL{{namespace!=""}} {TENANT_JOIN})'
+            ),
+            _record(
+                "tenant:gpu_memory_used_bytes:sum",
+                f'sum by (tenant) (DCGM_FI_DEV_FB_USED{{namespace!=""}} * 1048576 {TENANT_JOIN})',
+            ),
         ],
     }
 
@@ -46,9 +54,16 @@ def inference_group() -> dict[str, Any]:
         "name": "platform-inference",
         "rules": [
             _record("namespace_pod:inference_queue_depth:sum", f"sum by (namespace, pod) ({queues})"),
-            _record("namespace:inference_queue_depth:sum", "sum by (namespace) (namespace_pod:inference_queue_depth:sum)"),
-            _record("namespace:inference_queue_depth:avg", "avg by (namespace) (namespace_pod:inference_queue_depth:sum)"),
-            _record("tenant:inference_queue_depth:sum", f"sum by (tenant) (namespace:inference_queue_depth:sum {TENANT_JOIN})"),
+            _record(
+                "namespace:inference_queue_depth:sum", "sum by (namespace) (namespace_pod:inference_queue_depth:sum)"
+            ),
+            _record(
+                "namespace:inference_queue_depth:avg", "avg by (namespace) (namespace_pod:inference_queue_depth:sum)"
+            ),
+            _record(
+                "tenant:inference_queue_depth:sum",
+                f"sum by (tenant) (namespace:inference_queue_depth:sum {TENANT_JOIN})",
+            ),
         ],
     }
 
@@ -82,13 +97,25 @@ def chargeback_group(pricing: Pricing, tier_of: dict[str, str]) -> dict[str, Any
     rules = []
     for tenant, tier in sorted(tier_of.items()):
         multiplier = pricing.tier_multipliers.get(tier, 1.0)
-        rules.append(_record("platform:tenant_gpu_hour_price:value", f"vector({pricing.gpu_hour * multiplier:g})", tenant=tenant))
-        for kind, per_million in (("prompt", pricing.per_million_prompt_tokens), ("completion", pricing.per_million_completion_tokens)):
+        rules.append(
+            _record("platform:tenant_gpu_hour_price:value", f"vector({pricing.gpu_hour * multiplier:g})", tenant=tenant)
+        )
+        for kind, per_million in (
+            ("prompt", pricing.per_million_prompt_tokens),
+            ("completion", pricing.per_million_completion_tokens),
+        ):
             rules.append(
-                _record("platform:tenant_token_price:value", f"vector({per_million * multiplier / 1e6:.12g})", tenant=tenant, kind=kind)
+                _record(
+                    "platform:tenant_token_price:value",
+                    f"vector({per_million * multiplier / 1e6:.12g})",
+                    tenant=tenant,
+                    kind=kind,
+                )
             )
     rules += [
-        _record("tenant:gpu_cost_per_hour:sum", "tenant:gpu_allocated:sum * on(tenant) platform:tenant_gpu_hour_price:value"),
+        _record(
+            "tenant:gpu_cost_per_hour:sum", "tenant:gpu_allocated:sum * on(tenant) platform:tenant_gpu_hour_price:value"
+        ),
         _record(
             "tenant:token_cost_per_hour:sum",
             "sum by (tenant) (tenant:gateway_tokens:rate5m * 3600 * on(tenant, kind) group_left platform:tenant_token_price:value)",
@@ -121,42 +148,54 @@ def alerts_group(thresholds: Thresholds, gateway_namespace: str) -> dict[str, An
             _alert(
                 "TenantQuotaNearlyExhausted",
                 f'(kube_resourcequota{{type="used"}} / ignoring(type) (kube_resourcequota{{type="hard"}} > 0)) {TENANT_JOIN} > {thresholds.quota_used_ratio:g}',
-                "15m", "warning",
-                "Tenant {{ $labels.tenant }} uses over " + f"{thresholds.quota_used_ratio:.0%}" + " of its {{ $labels.resource }} quota",
+                "15m",
+                "warning",
+                "Tenant {{ $labels.tenant }} uses over "
+                + f"{thresholds.quota_used_ratio:.0%}"
+                + " of its {{ $labels.resource }} quota",
                 "Namespace {{ $labels.namespace }} has used {{ $value | humanizePercentage }} of {{ $labels.resource }}.",
             ),
             _alert(
                 "InferenceQueueDepthHigh",
                 f"namespace:inference_queue_depth:avg {TENANT_JOIN} > {thresholds.queue_depth:g}",
-                "5m", "warning",
+                "5m",
+                "warning",
                 "Requests queue in {{ $labels.namespace }} (tenant {{ $labels.tenant }})",
-                "Average queue per worker pod is {{ $value }}, above " + f"{thresholds.queue_depth:g}" + " for 5 minutes: the HPA is at its maximum or pods cannot schedule.",
+                "Average queue per worker pod is {{ $value }}, above "
+                + f"{thresholds.queue_depth:g}"
+                + " for 5 minutes: the HPA is at its maximum or pods cannot schedule.",
             ),
             _alert(
                 "GpuAllocatedButIdle",
                 f"((namespace:gpu_allocated:sum > 0) and on(namespace) (namespace:gpu_utilization:avg < {thresholds.gpu_idle_utilization:g})) {TENANT_JOIN}",
-                f"{thresholds.gpu_idle_minutes}m", "info",
+                f"{thresholds.gpu_idle_minutes}m",
+                "info",
                 "GPUs of tenant {{ $labels.tenant }} sit idle in {{ $labels.namespace }}",
-                "Allocated GPUs average under " + f"{thresholds.gpu_idle_utilization:g}" + "% utilisation: scale the worker down or release the GPUs.",
+                "Allocated GPUs average under "
+                + f"{thresholds.gpu_idle_utilization:g}"
+                + "% utilisation: scale the worker down or release the GPUs.",
             ),
             _alert(
                 "TenantRateLimitedRatioHigh",
                 f"tenant:gateway_rate_limited:ratio_rate5m > {thresholds.rate_limited_ratio:g}",
-                "10m", "warning",
+                "10m",
+                "warning",
                 "Tenant {{ $labels.tenant }} is often rate limited",
                 "{{ $value | humanizePercentage }} of its requests get 429: its limits or quota may be too small.",
             ),
             _alert(
                 "InferenceWorkerDown",
                 f"up {TENANT_JOIN} == 0",
-                "5m", "critical",
+                "5m",
+                "critical",
                 "A scrape target of tenant {{ $labels.tenant }} is down",
                 "{{ $labels.namespace }}/{{ $labels.pod }} has not answered scrapes for 5 minutes.",
             ),
             _alert(
                 "GatewayDown",
                 f"sum({up_gateway}) == 0 or absent({up_gateway})",
-                "5m", "critical",
+                "5m",
+                "critical",
                 "No gateway replica is up",
                 "Every tenant's API calls are failing: no gateway pod has been scraped successfully for 5 minutes.",
             ),
@@ -164,7 +203,9 @@ def alerts_group(thresholds: Thresholds, gateway_namespace: str) -> dict[str, An
     }
 
 
-def rule_groups(tenant_of: dict[str, str], tier_of: dict[str, str], thresholds: Thresholds, pricing: Pricing, gateway_namespace: str) -> list[dict[str, Any]]:
+def rule_groups(
+    tenant_of: dict[str, str], tier_of: dict[str, str], thresholds: Thresholds, pricing: Pricing, gateway_namespace: str
+) -> list[dict[str, Any]]:
     """Everything MonitoringStack deploys as the `gpu-platform` PrometheusRule."""
     return [
         tenant_info_group(tenant_of),

@@ -86,7 +86,10 @@ class PlatformCore(pulumi.ComponentResource):
             class_name = priority_class_name(tier_name)
             k8s.scheduling.v1.PriorityClass(
                 class_name,
-                metadata={"name": class_name, "labels": {**labels.recommended("platform", "scheduling"), labels.TIER: tier_name}},
+                metadata={
+                    "name": class_name,
+                    "labels": {**labels.recommended("platform", "scheduling"), labels.TIER: tier_name},
+                },
                 value=tier.priority,
                 global_default=False,
                 preemption_policy=tier.preemption,
@@ -105,7 +108,11 @@ class PlatformCore(pulumi.ComponentResource):
             )
             self.role_names[role] = name
         self.register_outputs(
-            {"systemNamespace": self.system_namespace, "priorityClasses": self.priority_classes, "roleNames": self.role_names}
+            {
+                "systemNamespace": self.system_namespace,
+                "priorityClasses": self.priority_classes,
+                "roleNames": self.role_names,
+            }
         )
 
     @staticmethod

@@ -158,7 +158,11 @@ class TenantStack(pulumi.ComponentResource):
                 k8s.rbac.v1.RoleBinding(
                     f"{namespace}-tenant-{role}",
                     metadata=meta(f"tenant-{role}"),
-                    role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": args.role_names[role]},
+                    role_ref={
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "ClusterRole",
+                        "name": args.role_names[role],
+                    },
                     subjects=members,
                     opts=in_ns,
                 )
@@ -166,7 +170,9 @@ class TenantStack(pulumi.ComponentResource):
             gateway_namespace=args.platform_namespaces.gateway,
             monitoring_namespace=args.platform_namespaces.monitoring,
         ).items():
-            k8s.networking.v1.NetworkPolicy(f"{namespace}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns)
+            k8s.networking.v1.NetworkPolicy(
+                f"{namespace}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns
+            )
         return ns
 
     # -- API keys ---------------------------------------------------------------------------
@@ -185,7 +191,10 @@ class TenantStack(pulumi.ComponentResource):
             metadata={
                 "name": API_KEY_SECRET,
                 "namespace": namespace.metadata.name,
-                "labels": {**labels.recommended("tenant", "api-keys", instance=tenant.name), labels.TENANT: tenant.name},
+                "labels": {
+                    **labels.recommended("tenant", "api-keys", instance=tenant.name),
+                    labels.TENANT: tenant.name,
+                },
             },
             type="Opaque",
             string_data=keys,

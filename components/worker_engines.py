@@ -30,25 +30,38 @@ def container_args(worker: Worker) -> dict[str, Any]:
     if worker.engine == "vllm":
         # The image's entrypoint is the OpenAI-compatible server.
         args = [
-            "--model", worker.model,
-            "--served-model-name", worker.served_name,
-            "--host", "0.0.0.0",
-            "--port", str(PORT),
-            "--tensor-parallel-size", str(worker.tensor_parallel_size),
-            "--gpu-memory-utilization", str(worker.gpu_memory_utilization),
-            "--download-dir", "/models",
+            "--model",
+            worker.model,
+            "--served-model-name",
+            worker.served_name,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--tensor-parallel-size",
+            str(worker.tensor_parallel_size),
+            "--gpu-memory-utilization",
+            str(worker.gpu_memory_utilization),
+            "--download-dir",
+            "/models",
         ]
         if worker.max_model_len:
             args += ["--max-model-len", str(worker.max_model_len)]
         return {"args": args + worker.extra_args}
     if worker.engine == "sglang":
         args = [
-            "--model-path", worker.model,
-            "--served-model-name", worker.served_name,
-            "--host", "0.0.0.0",
-            "--port", str(PORT),
-            "--tp-size", str(worker.tensor_parallel_size),
-            "--mem-fraction-static", str(worker.gpu_memory_utilization),
+            "--model-path",
+            worker.model,
+            "--served-model-name",
+            worker.served_name,
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(PORT),
+            "--tp-size",
+            str(worker.tensor_parallel_size),
+            "--mem-fraction-static",
+            str(worker.gpu_memory_utilization),
             "--enable-metrics",
         ]
         if worker.max_model_len:

@@ -59,7 +59,9 @@ def _query(client: httpx.Client, prometheus: str, expr: str) -> list[dict]:
     return payload["data"]["result"]
 
 
-def collect(prometheus: str, since: str, pricing: Pricing, tier_of: dict[str, str], timeout: float = 10.0) -> list[TenantCost]:
+def collect(
+    prometheus: str, since: str, pricing: Pricing, tier_of: dict[str, str], timeout: float = 10.0
+) -> list[TenantCost]:
     seconds = window_seconds(since)
     with httpx.Client(timeout=timeout) as client:
         gpus = _query(client, prometheus, f"avg_over_time(tenant:gpu_allocated:sum[{since}]) * {seconds / 3600:g}")
@@ -86,7 +88,11 @@ def collect(prometheus: str, since: str, pricing: Pricing, tier_of: dict[str, st
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 gpu_cost=gpu_hours * pricing.gpu_hour * multiplier,
-                token_cost=(prompt * pricing.per_million_prompt_tokens + completion * pricing.per_million_completion_tokens) * multiplier / 1e6,
+                token_cost=(
+                    prompt * pricing.per_million_prompt_tokens + completion * pricing.per_million_completion_tokens
+                )
+                * multiplier
+                / 1e6,
             )
         )
     return rows
@@ -110,6 +116,8 @@ def render(rows: list[TenantCost], fmt: str, currency: str) -> str:
                 f"{r.tenant:<20} {r.tier:<8} {r.gpu_hours:>10.2f} {r.prompt_tokens:>12.0f} {r.completion_tokens:>12.0f} "
                 f"{r.gpu_cost:>10.2f} {r.token_cost:>10.2f} {r.total:>10.2f}"
             )
-        lines.append(f"{'all tenants':<20} {'':<8} {sum(r.gpu_hours for r in rows):>10.2f} {'':>12} {'':>12} {'':>10} {'':>10} {sum(r.total for r in rows):>10.2f} {currency}")
+        lines.append(
+            f"{'all tenants':<20} {'':<8} {sum(r.gpu_hours for r in rows):>10.2f} {'':>12} {'':>12} {'':>10} {'':>10} {sum(r.total for r in rows):>10.2f} {currency}"
+        )
         return "\n".join(lines)
     raise ChargebackError(f"--format {fmt!r}: use table, csv or json")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,8 +30,8 @@ def _config_error(exc: ConfigError) -> typer.Exit:
 @app.command()
 def preview(
     stack: str = StackOption,
-    stack_file: Optional[Path] = StackFileOption,
-    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default build/<stack>/)."),
+    stack_file: Path | None = StackFileOption,
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default build/<stack>/)."),
 ) -> None:
     """Run the program under Pulumi's mock runtime: manifests, schema check, report.json and the plan."""
     from infra.preview.runner import run_preview
@@ -49,7 +48,7 @@ app.add_typer(policy_app, name="policy")
 
 
 @policy_app.command("check")
-def policy_check(stack: str = StackOption, stack_file: Optional[Path] = StackFileOption) -> None:
+def policy_check(stack: str = StackOption, stack_file: Path | None = StackFileOption) -> None:
     """Run the policy pack's rules on the stack's resources; exit 1 on any mandatory violation."""
     from rich.console import Console
 
@@ -71,7 +70,7 @@ def chargeback(
     since: str = typer.Option("30d", "--since", help="Window: 90m, 12h, 30d, 4w"),
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
     stack: str = typer.Option("kind", "--stack", "-s", help="Stack whose price table and tiers apply."),
-    stack_file: Optional[Path] = StackFileOption,
+    stack_file: Path | None = StackFileOption,
 ) -> None:
     """Per-tenant GPU-hours, tokens and cost over a window, priced from the stack's monitoring.pricing."""
     from infra.chargeback import ChargebackError, collect, render
@@ -93,11 +92,12 @@ def chargeback(
 @app.command()
 def preflight(
     stack: str = StackOption,
-    stack_file: Optional[Path] = StackFileOption,
-    region: Optional[str] = typer.Option(None, "--region", help="AWS region (default: the stack's aws:region)."),
+    stack_file: Path | None = StackFileOption,
+    region: str | None = typer.Option(None, "--region", help="AWS region (default: the stack's aws:region)."),
 ) -> None:
     """Check with AWS that the stack's EKS GPU instance type exists and is offered where configured."""
-    from infra.preflight import BotoCoreError, preflight as run_preflight, region_of
+    from infra.preflight import BotoCoreError, region_of
+    from infra.preflight import preflight as run_preflight
     from infra.preview.runner import load
 
     try:

@@ -48,7 +48,11 @@ def send(url: str, key: str, model: str, count: int, concurrency: int) -> list[t
 
 
 def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else (values[0] if values else 0.0)
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+        if len(values) > 1
+        else (values[0] if values else 0.0)
+    )
 
 
 def main(stack: str = "kind") -> int:
@@ -64,13 +68,33 @@ def main(stack: str = "kind") -> int:
             for worker in tenant.workers:
                 engine = "sglang" if "canary" in worker.name else "vllm"
                 service = running.enter_context(
-                    mock_worker("--model", worker.served_name, "--slots", "4", "--decode-seconds-per-token", "0.002", "--engine", engine)
+                    mock_worker(
+                        "--model",
+                        worker.served_name,
+                        "--slots",
+                        "4",
+                        "--decode-seconds-per-token",
+                        "0.002",
+                        "--engine",
+                        engine,
+                    )
                 )
                 upstreams.setdefault(tenant.name, {})[worker.name] = service.url
         document = gateway_document(config, hashes, upstreams)
         gw = running.enter_context(gateway(write_config(document, Path(workdir)), redis.url))
         table = Table(title="per-tenant results")
-        for column in ("tenant", "tier", "limit rpm", "sent", "accepted", "limited (429)", "other", "p50 ms", "p99 ms", "upstreams"):
+        for column in (
+            "tenant",
+            "tier",
+            "limit rpm",
+            "sent",
+            "accepted",
+            "limited (429)",
+            "other",
+            "p50 ms",
+            "p99 ms",
+            "upstreams",
+        ):
             table.add_column(column)
         for name, count, concurrency in TRAFFIC:
             tenant = next(t for t in config.tenants if t.name == name)

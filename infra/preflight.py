@@ -55,7 +55,9 @@ def preflight(config: StackConfig, region: str, client=None) -> PreflightResult:
     result.gpus_per_node = sum(int(gpu.get("Count", 0)) for gpu in gpus)
     result.gpu_name = ", ".join(f"{g.get('Manufacturer', '')} {g.get('Name', '')}".strip() for g in gpus)
     if not result.gpus_per_node:
-        result.problems.append(f"gpuPool.eks.instanceType: {eks.instance_type!r} has no GPUs; pick a GPU type (g5, g6, p4d, p5…)")
+        result.problems.append(
+            f"gpuPool.eks.instanceType: {eks.instance_type!r} has no GPUs; pick a GPU type (g5, g6, p4d, p5…)"
+        )
     offerings = ec2.describe_instance_type_offerings(
         LocationType="availability-zone", Filters=[{"Name": "instance-type", "Values": [eks.instance_type]}]
     )["InstanceTypeOfferings"]

@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pulumi
 
-from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components import metrics_catalog
-from components.monitoring_rules import rule_groups
 from components.gateway import GatewayStack, GatewayStackArgs
 from components.gateway_config import gateway_document
+from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
+from components.monitoring_rules import rule_groups
 from components.platform_core import PlatformCore, PlatformCoreArgs
 from components.tenant import TenantStack, TenantStackArgs
 from infra.config import StackConfig
-from infra.stack_file import ConfigError, parse_stack_config, pulumi_config_values, stack_file_path, display_path
+from infra.stack_file import ConfigError, display_path, parse_stack_config, pulumi_config_values, stack_file_path
 
 
 @dataclass
@@ -43,7 +43,9 @@ def build_platform(config: StackConfig) -> Platform:
     )
     core = PlatformCore(
         "platform",
-        PlatformCoreArgs(platform=config.platform, gpu_pool=config.gpu_pool, tiers=used_tiers, gpu_capacity=pool.gpu_capacity),
+        PlatformCoreArgs(
+            platform=config.platform, gpu_pool=config.gpu_pool, tiers=used_tiers, gpu_capacity=pool.gpu_capacity
+        ),
     )
     platform = Platform(config=config, core=core, pool=pool)
     for tenant in config.tenants:
@@ -86,7 +88,8 @@ def build_gateway(platform: Platform) -> GatewayStack:
     config = platform.config
     hashes = pulumi.Output.all(**{name: stack.api_key_hashes for name, stack in platform.tenants.items()})
     upstreams = {
-        tenant: {name: worker.upstream_url for name, worker in workers.items()} for tenant, workers in platform.workers.items()
+        tenant: {name: worker.upstream_url for name, worker in workers.items()}
+        for tenant, workers in platform.workers.items()
     }
     return GatewayStack(
         "gateway",
@@ -135,7 +138,14 @@ def export(platform: Platform) -> None:
             for name, stack in platform.tenants.items()
         },
     )
-    pulumi.export("gpuPool", {"nodeSelector": platform.pool.node_selector, "toleration": platform.pool.toleration, "gpuCapacity": platform.pool.gpu_capacity})
+    pulumi.export(
+        "gpuPool",
+        {
+            "nodeSelector": platform.pool.node_selector,
+            "toleration": platform.pool.toleration,
+            "gpuCapacity": platform.pool.gpu_capacity,
+        },
+    )
     pulumi.export(
         "workers",
         {
@@ -149,7 +159,14 @@ def export(platform: Platform) -> None:
     # Canary pairs and other routes, in seed B's shape, for the gateway.
     pulumi.export(
         "routes",
-        {t.name: {model: route.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True) | {"strategy": route.strategy} for model, route in t.routes.items()} for t in platform.config.tenants},
+        {
+            t.name: {
+                model: route.model_dump(exclude_none=True, exclude_defaults=True, by_alias=True)
+                | {"strategy": route.strategy}
+                for model, route in t.routes.items()
+            }
+            for t in platform.config.tenants
+        },
     )
     pulumi.export("apiKeys", pulumi.Output.secret({name: stack.api_keys for name, stack in platform.tenants.items()}))
 

@@ -13,7 +13,9 @@ from infra.config import GatewayLimits, Quota, Tier
 
 PRESETS: dict[str, Tier] = {
     "gold": Tier(
-        quota=Quota(cpu="8", cpu_limit="12", memory="16Gi", memory_limit="24Gi", gpu=2, pods=20, pvcs=5, storage="100Gi"),
+        quota=Quota(
+            cpu="8", cpu_limit="12", memory="16Gi", memory_limit="24Gi", gpu=2, pods=20, pvcs=5, storage="100Gi"
+        ),
         gateway=GatewayLimits(rpm=600, tpm=200_000, max_concurrency=32, max_queue=64),
         priority=100_000,
         weight=4,

@@ -8,8 +8,9 @@ pulumi-random resources (the SDK's default mock would leave `RandomPassword.resu
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml

@@ -31,7 +31,9 @@ async def _open_loop(session, url, key, rps, duration, results):
     async def one():
         started = time.perf_counter()
         try:
-            async with session.post(url, json=BODY, headers={"Authorization": f"Bearer {key}"} if key else {}) as response:
+            async with session.post(
+                url, json=BODY, headers={"Authorization": f"Bearer {key}"} if key else {}
+            ) as response:
                 await response.read()
                 results.append((response.status, time.perf_counter() - started))
         except aiohttp.ClientError:
@@ -48,7 +50,9 @@ async def _open_loop(session, url, key, rps, duration, results):
 
 async def _load(url, key, rps, duration):
     results = []
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=60)
+    ) as session:
         await _open_loop(session, url, key, rps, duration, results)
     return results
 
@@ -80,7 +84,16 @@ async def _scenario(url, duration, flood):
 
 
 def noisy_neighbour(duration: int = 10) -> dict:
-    worker_args = ("--model", "shared-model", "--slots", "4", "--prefill-seconds", "0.01", "--decode-seconds-per-token", "0.005")
+    worker_args = (
+        "--model",
+        "shared-model",
+        "--slots",
+        "4",
+        "--prefill-seconds",
+        "0.01",
+        "--decode-seconds-per-token",
+        "0.005",
+    )
     results = {}
     with tempfile.TemporaryDirectory() as tmp, redis_server() as redis:
         with mock_worker(*worker_args) as shared:
@@ -88,11 +101,20 @@ def noisy_neighbour(duration: int = 10) -> dict:
                 "a": {"rpm": A_RPM, "tpm": 10_000_000, "maxConcurrency": 2, "maxQueue": 4},
                 "b": {"rpm": 6000, "tpm": 10_000_000, "maxConcurrency": 8, "maxQueue": 32},
             }
-            document = {"tenants": {
-                name: {"tier": "silver", "weight": 1, "keyHashes": [hashlib.sha256(KEYS[name].encode()).hexdigest()],
-                       "models": ["shared-model"], "limits": limits[name], "upstreams": {"shared": shared.url},
-                       "routes": {"shared-model": {"strategy": "direct", "primary": "shared"}}}
-                for name in ("a", "b")}}
+            document = {
+                "tenants": {
+                    name: {
+                        "tier": "silver",
+                        "weight": 1,
+                        "keyHashes": [hashlib.sha256(KEYS[name].encode()).hexdigest()],
+                        "models": ["shared-model"],
+                        "limits": limits[name],
+                        "upstreams": {"shared": shared.url},
+                        "routes": {"shared-model": {"strategy": "direct", "primary": "shared"}},
+                    }
+                    for name in ("a", "b")
+                }
+            }
             with gateway(write_config(document, Path(tmp)), redis.url, log_level="WARNING") as gw:
                 url = f"{gw.url}/v1/chat/completions"
                 results["gateway_b_solo"] = asyncio.run(_scenario(url, duration, flood=False))

@@ -42,12 +42,33 @@ LITELLM = ROOT / "bench" / ".litellm-venv" / "bin" / "litellm"
 def wrk(url: str, connections: int, duration: int, key: str = "") -> dict:
     threads = 1 if connections == 1 else 2
     out = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s", "-s", str(HERE / "post.lua"), f"{url}/v1/chat/completions"],
-        capture_output=True, text=True, env={**os.environ, "BENCH_KEY": key}, check=True,
+        [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(HERE / "post.lua"),
+            f"{url}/v1/chat/completions",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_KEY": key},
+        check=True,
     ).stdout
-    match = re.search(r"RESULT requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) errors=(\d+) non2xx=(\d+)", out)
+    match = re.search(
+        r"RESULT requests=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+) errors=(\d+) non2xx=(\d+)", out
+    )
     requests, duration_us, p50, p99, errors, non2xx = map(int, match.groups())
-    return {"rps": requests / (duration_us / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "errors": errors, "non2xx": non2xx}
+    return {
+        "rps": requests / (duration_us / 1e6),
+        "p50_ms": p50 / 1000,
+        "p99_ms": p99 / 1000,
+        "errors": errors,
+        "non2xx": non2xx,
+    }
 
 
 def rss_mib(pid: int) -> float:
@@ -60,15 +81,32 @@ def rss_mib(pid: int) -> float:
 @contextlib.contextmanager
 def litellm_proxy(upstream: str, work: Path):
     config = work / "litellm.yaml"
-    config.write_text(json.dumps({
-        "model_list": [{"model_name": "bench-model", "litellm_params": {"model": "openai/bench-model", "api_base": f"{upstream}/v1", "api_key": "unused"}}],
-        "litellm_settings": {"telemetry": False},
-        # LiteLLM refuses to start without a key; checking one per request is what our gateway does too.
-        "general_settings": {"master_key": LITELLM_KEY},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "model_list": [
+                    {
+                        "model_name": "bench-model",
+                        "litellm_params": {
+                            "model": "openai/bench-model",
+                            "api_base": f"{upstream}/v1",
+                            "api_key": "unused",
+                        },
+                    }
+                ],
+                "litellm_settings": {"telemetry": False},
+                # LiteLLM refuses to start without a key; checking one per request is what our gateway does too.
+                "general_settings": {"master_key": LITELLM_KEY},
+            }
+        )
+    )
     port = free_port()
-    process = subprocess.Popen([str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "LITELLM_LOG": "ERROR"})
+    process = subprocess.Popen(
+        [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "LITELLM_LOG": "ERROR"},
+    )
     try:
         wait_healthy(f"http://127.0.0.1:{port}/health/liveliness", process, timeout=120)
         yield f"http://127.0.0.1:{port}", process
@@ -92,23 +130,49 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.machine())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
     print(f"machine: {os.cpu_count()} cpus, {cpu}, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
     rows = []
-    with tempfile.TemporaryDirectory() as tmp, mock_worker("--model", "bench-model", "--slots", "1024", "--prefill-seconds", "0", "--decode-seconds-per-token", "0") as upstream, redis_server() as redis:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mock_worker(
+            "--model", "bench-model", "--slots", "1024", "--prefill-seconds", "0", "--decode-seconds-per-token", "0"
+        ) as upstream,
+        redis_server() as redis,
+    ):
         work = Path(tmp)
         rows.append(measure("direct (mock upstream)", upstream.url, args.duration))
-        document = {"tenants": {"bench": {
-            "tier": "gold", "weight": 1, "keyHashes": [hashlib.sha256(KEY.encode()).hexdigest()], "models": ["bench-model"],
-            "limits": {"rpm": 100_000_000, "tpm": 10_000_000_000, "maxConcurrency": 256, "maxQueue": 1024},
-            "upstreams": {"mock": upstream.url}, "routes": {"bench-model": {"strategy": "direct", "primary": "mock"}}}}}
+        document = {
+            "tenants": {
+                "bench": {
+                    "tier": "gold",
+                    "weight": 1,
+                    "keyHashes": [hashlib.sha256(KEY.encode()).hexdigest()],
+                    "models": ["bench-model"],
+                    "limits": {"rpm": 100_000_000, "tpm": 10_000_000_000, "maxConcurrency": 256, "maxQueue": 1024},
+                    "upstreams": {"mock": upstream.url},
+                    "routes": {"bench-model": {"strategy": "direct", "primary": "mock"}},
+                }
+            }
+        }
         with gateway(write_config(document, work), redis.url, log_level="WARNING") as gw:
-            rows.append(measure("this gateway (auth, Redis limits, metrics)", gw.url, args.duration, KEY, gw.process.pid))
+            rows.append(
+                measure("this gateway (auth, Redis limits, metrics)", gw.url, args.duration, KEY, gw.process.pid)
+            )
         if not args.skip_litellm and LITELLM.exists():
             with litellm_proxy(upstream.url, work) as (url, process):
                 rows.append(measure("LiteLLM proxy", url, args.duration, LITELLM_KEY, process.pid))
     direct, ours = rows[0], rows[1]
-    print(f"added latency c=1: p50 {ours['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 {ours['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms")
+    print(
+        f"added latency c=1: p50 {ours['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 {ours['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms"
+    )
     print(f"c=32 throughput: gateway/direct {ours['c32']['rps'] / direct['c32']['rps']:.2f}x")
     if len(rows) > 2:
         print(f"c=32 throughput: gateway/LiteLLM {ours['c32']['rps'] / rows[2]['c32']['rps']:.1f}x")

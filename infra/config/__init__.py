@@ -7,6 +7,8 @@ belong to providers and are passed through untouched.
 """
 
 from infra.config.base import DNS_LABEL, MAX_TENANT_NAME, PROJECT, Count, Model, Quantity, dns_label
+from infra.config.gateway import GatewaySettings, ParentGateway, RedisSettings
+from infra.config.monitoring import MonitoringSettings, Pricing, Resources, Thresholds
 from infra.config.platform import (
     Capacity,
     EksNodeGroup,
@@ -19,16 +21,43 @@ from infra.config.platform import (
     Taint,
     TimeSlicing,
 )
-from infra.config.gateway import GatewaySettings, ParentGateway, RedisSettings
-from infra.config.monitoring import MonitoringSettings, Pricing, Resources, Thresholds
 from infra.config.stack import StackConfig
 from infra.config.tenants import GatewayLimits, Quota, RoleMembers, Tenant, Tier
 from infra.config.workers import Autoscaling, ModelCache, Route, Worker
 
 __all__ = [
-    "DNS_LABEL", "MAX_TENANT_NAME", "PROJECT", "Count", "Model", "Quantity", "dns_label",
-    "Capacity", "EksNodeGroup", "FakeGpus", "Images", "TimeSlicing", "Autoscaling", "ModelCache", "Route", "Worker",
-    "GpuPoolSettings", "NodeLabel", "PlatformNamespaces", "PlatformSettings", "Taint",
-    "GatewaySettings", "ParentGateway", "RedisSettings", "MonitoringSettings", "Pricing", "Resources", "Thresholds",
-    "StackConfig", "GatewayLimits", "Quota", "RoleMembers", "Tenant", "Tier",
+    "DNS_LABEL",
+    "MAX_TENANT_NAME",
+    "PROJECT",
+    "Count",
+    "Model",
+    "Quantity",
+    "dns_label",
+    "Capacity",
+    "EksNodeGroup",
+    "FakeGpus",
+    "Images",
+    "TimeSlicing",
+    "Autoscaling",
+    "ModelCache",
+    "Route",
+    "Worker",
+    "GpuPoolSettings",
+    "NodeLabel",
+    "PlatformNamespaces",
+    "PlatformSettings",
+    "Taint",
+    "GatewaySettings",
+    "ParentGateway",
+    "RedisSettings",
+    "MonitoringSettings",
+    "Pricing",
+    "Resources",
+    "Thresholds",
+    "StackConfig",
+    "GatewayLimits",
+    "Quota",
+    "RoleMembers",
+    "Tenant",
+    "Tier",
 ]

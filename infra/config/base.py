@@ -16,6 +16,7 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # Leaves room for "-staging" and similar suffixes inside Kubernetes' 63-character namespace limit.
 MAX_TENANT_NAME = 40
 
+
 def _non_negative_quantity(value: object) -> Decimal:
     amount = parse_quantity(value)  # type: ignore[arg-type]
     if amount < 0:

@@ -42,7 +42,7 @@ class GatewaySettings(Model):
     redis: RedisSettings = RedisSettings()
 
     @model_validator(mode="after")
-    def _replicas(self) -> "GatewaySettings":
+    def _replicas(self) -> GatewaySettings:
         if self.max_replicas < self.replicas:
             raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
         if self.exposure == "ingress" and not self.ingress_class_name:

@@ -9,6 +9,7 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from infra.config.base import Count, Model, Quantity, dns_label
 
+
 class Capacity(Model):
     """What the cluster offers; the 30% rule and quota shares are measured against it."""
 
@@ -45,7 +46,7 @@ class Taint(Model):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
     @classmethod
-    def parse(cls, text: str) -> "Taint":
+    def parse(cls, text: str) -> Taint:
         match = re.fullmatch(r"([\w./-]+)=([\w.-]*):(\w+)", text)
         if not match:
             raise ValueError(f"{text!r} is not a taint: expected key=value:Effect, e.g. nvidia.com/gpu=true:NoSchedule")
@@ -60,7 +61,7 @@ class NodeLabel(Model):
     value: str
 
     @classmethod
-    def parse(cls, text: str) -> "NodeLabel":
+    def parse(cls, text: str) -> NodeLabel:
         match = re.fullmatch(r"([\w./-]+)=([\w.-]*)", text)
         if not match:
             raise ValueError(f"{text!r} is not a node label: expected key=value, e.g. platform.io/pool=gpu")
@@ -99,7 +100,7 @@ class EksNodeGroup(Model):
     disk_size_gib: int = Field(default=200, ge=20)
 
     @model_validator(mode="after")
-    def _sizes(self) -> "EksNodeGroup":
+    def _sizes(self) -> EksNodeGroup:
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(
                 f"sizes must satisfy minSize <= desiredSize <= maxSize, got {self.min_size}, {self.desired_size}, {self.max_size}"

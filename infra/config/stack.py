@@ -10,6 +10,7 @@ from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
 
+
 class StackConfig(Model):
     platform: PlatformSettings
     gpu_pool: GpuPoolSettings = GpuPoolSettings()
@@ -27,7 +28,7 @@ class StackConfig(Model):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "StackConfig":
+    def _consistent(self) -> StackConfig:
         from infra.tiers import resolve_tiers
 
         self._check_pool()
@@ -38,7 +39,9 @@ class StackConfig(Model):
         for index, tenant in enumerate(self.tenants):
             where = f"tenants[{index}]"
             if tenant.name in seen:
-                raise ValueError(f"{where}.name: duplicate tenant {tenant.name!r} (first at tenants[{seen[tenant.name]}])")
+                raise ValueError(
+                    f"{where}.name: duplicate tenant {tenant.name!r} (first at tenants[{seen[tenant.name]}])"
+                )
             seen[tenant.name] = index
             if tenant.tier not in tiers:
                 raise ValueError(

@@ -10,6 +10,7 @@ from pydantic.alias_generators import to_camel
 from infra.config.base import MAX_TENANT_NAME, Count, Model, Quantity, dns_label
 from infra.config.workers import Route, Worker
 
+
 class Quota(Model):
     """Per-namespace quota. In a tier every field is set; in a tenant each field overrides its tier."""
 
@@ -22,12 +23,12 @@ class Quota(Model):
     pvcs: Count | None = None
     storage: Quantity | None = None
 
-    def merged_over(self, base: "Quota") -> "Quota":
+    def merged_over(self, base: Quota) -> Quota:
         # Re-validated rather than copied so that an override cannot slip a limit below its request.
         return Quota.model_validate({**base.model_dump(exclude_none=True), **self.model_dump(exclude_none=True)})
 
     @model_validator(mode="after")
-    def _limits_cover_requests(self) -> "Quota":
+    def _limits_cover_requests(self) -> Quota:
         for request, limit in (("cpu", "cpu_limit"), ("memory", "memory_limit")):
             low, high = getattr(self, request), getattr(self, limit)
             if low is not None and high is not None and high < low:
@@ -43,8 +44,10 @@ class GatewayLimits(Model):
     max_concurrency: Count | None = None
     max_queue: Count | None = None
 
-    def merged_over(self, base: "GatewayLimits") -> "GatewayLimits":
-        return GatewayLimits.model_validate({**base.model_dump(exclude_none=True), **self.model_dump(exclude_none=True)})
+    def merged_over(self, base: GatewayLimits) -> GatewayLimits:
+        return GatewayLimits.model_validate(
+            {**base.model_dump(exclude_none=True), **self.model_dump(exclude_none=True)}
+        )
 
 
 class Tier(Model):
@@ -54,7 +57,7 @@ class Tier(Model):
     weight: int | None = Field(default=None, ge=1, le=100)
     preemption: Literal["PreemptLowerPriority", "Never"] | None = None
 
-    def merged_over(self, base: "Tier") -> "Tier":
+    def merged_over(self, base: Tier) -> Tier:
         return Tier(
             quota=self.quota.merged_over(base.quota),
             gateway=self.gateway.merged_over(base.gateway),
@@ -113,7 +116,7 @@ class Tenant(Model):
         return value
 
     @model_validator(mode="after")
-    def _workers_and_routes(self) -> "Tenant":
+    def _workers_and_routes(self) -> Tenant:
         names = [worker.name for worker in self.workers]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -128,7 +131,9 @@ class Tenant(Model):
         for model, route in self.routes.items():
             for worker_name in route.workers:
                 if worker_name not in by_name:
-                    raise ValueError(f"routes.{model}: unknown worker {worker_name!r} (tenant {self.name!r} has {names})")
+                    raise ValueError(
+                        f"routes.{model}: unknown worker {worker_name!r} (tenant {self.name!r} has {names})"
+                    )
                 if by_name[worker_name].served_name != model:
                     raise ValueError(
                         f"routes.{model}: worker {worker_name!r} serves {by_name[worker_name].served_name!r}, not {model!r}"

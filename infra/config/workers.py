@@ -21,7 +21,7 @@ class Autoscaling(Model):
     scale_down_window_seconds: int = Field(default=300, ge=0, le=3600)
 
     @model_validator(mode="after")
-    def _bounds(self) -> "Autoscaling":
+    def _bounds(self) -> Autoscaling:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= minReplicas ({self.min_replicas})")
         return self
@@ -60,7 +60,7 @@ class Worker(Model):
         return dns_label(value, "worker name", 40)
 
     @model_validator(mode="after")
-    def _parallelism(self) -> "Worker":
+    def _parallelism(self) -> Worker:
         if self.engine != "mock" and self.gpus and self.tensor_parallel_size > self.gpus:
             raise ValueError(f"tensorParallelSize ({self.tensor_parallel_size}) cannot exceed gpus ({self.gpus})")
         return self
@@ -80,7 +80,7 @@ class Route(Model):
     weights: dict[str, float] = {}
 
     @model_validator(mode="after")
-    def _shape(self) -> "Route":
+    def _shape(self) -> Route:
         if self.strategy == "canary" and (not self.primary or not self.canary or self.percent is None):
             raise ValueError("a canary route needs primary, canary and percent")
         if self.strategy == "direct" and not self.primary:

@@ -133,7 +133,9 @@ def run_under_mocks(
         set_all_config(to_pulumi_config(config))
         mocks = mocks or PlatformMocks()
         # preview=False: with preview=True the mock runtime leaves outputs unknown and skips apply().
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=CapturingMonitor(mocks, capture))
+        pulumi.runtime.set_mocks(
+            mocks, project=PROJECT, stack=stack, preview=False, monitor=CapturingMonitor(mocks, capture)
+        )
         from pulumi.runtime.settings import ROOT
 
         root = ROOT.get()

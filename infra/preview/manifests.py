@@ -51,7 +51,9 @@ def _file_name(text: str) -> str:
 def manifest_path(doc: dict[str, Any]) -> Path:
     meta = doc.get("metadata", {})
     folder = meta.get("namespace") or "_cluster"
-    return Path(_file_name(folder)) / f"{_file_name(doc['kind'].lower())}-{_file_name(meta.get('name', 'unnamed'))}.yaml"
+    return (
+        Path(_file_name(folder)) / f"{_file_name(doc['kind'].lower())}-{_file_name(meta.get('name', 'unnamed'))}.yaml"
+    )
 
 
 def helm_release(resource: CapturedResource) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def tenant_plan(config: StackConfig, outputs: dict[str, Any]) -> dict[str, Any]:
         for label, amount in held.items():
             totals[label] += amount
         shares = {
-            label: _share(held[label], Decimal(getattr(capacity, cap_field))) for label, _, cap_field in SHARED_RESOURCES
+            label: _share(held[label], Decimal(getattr(capacity, cap_field)))
+            for label, _, cap_field in SHARED_RESOURCES
         }
         hashes = exported.get(tenant.name, {}).get("apiKeyHashes", {})
         tenants.append(
@@ -81,7 +82,14 @@ def render(stack: str, plan: dict[str, Any], console: Console) -> None:
         f"max tenant share {plan['maxTenantShare']:.0%}, over-subscription ×{plan['overSubscriptionRatio']:g}"
     )
     table = Table(show_lines=False)
-    for column in ("tenant", "tier", "namespaces", "quota per namespace (cpu/limit, mem/limit, gpu, pods)", "share", "keys"):
+    for column in (
+        "tenant",
+        "tier",
+        "namespaces",
+        "quota per namespace (cpu/limit, mem/limit, gpu, pods)",
+        "share",
+        "keys",
+    ):
         table.add_column(column)
     for tenant in plan["tenants"]:
         q = tenant["quotaPerNamespace"]
@@ -98,6 +106,5 @@ def render(stack: str, plan: dict[str, Any], console: Console) -> None:
     console.print(table)
     totals = plan["totals"]["share"]
     console.print(
-        "Totals of all tenants vs capacity: "
-        + ", ".join(f"{label} {_pct(value)}" for label, value in totals.items())
+        "Totals of all tenants vs capacity: " + ", ".join(f"{label} {_pct(value)}" for label, value in totals.items())
     )

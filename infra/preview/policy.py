@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from policies.platform_rules import Resource, evaluate
 from infra.preview.capture import Capture
 from infra.preview.manifests import plain
+from policies.platform_rules import Resource, evaluate
 
 
 def resources(capture: Capture) -> list[Resource]:

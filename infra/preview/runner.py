@@ -15,7 +15,14 @@ from infra import program
 from infra.config import StackConfig
 from infra.preview import manifests, plan, policy, schema
 from infra.preview.capture import Capture, run_under_mocks
-from infra.stack_file import STACKS_DIR, display_path, parse_stack_config, project_values, read_stack_file, stack_file_path
+from infra.stack_file import (
+    STACKS_DIR,
+    display_path,
+    parse_stack_config,
+    project_values,
+    read_stack_file,
+    stack_file_path,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 
@@ -75,7 +82,9 @@ def print_violations(violations: list[dict[str, str]], console: Console) -> None
         console.print(f"[{colour}]{v['level']}[/] {v['policy']}: {v['message']}", highlight=False)
 
 
-def run_preview(stack: str, stack_file: Path | None = None, out_dir: Path | None = None, console: Console | None = None) -> PreviewResult:
+def run_preview(
+    stack: str, stack_file: Path | None = None, out_dir: Path | None = None, console: Console | None = None
+) -> PreviewResult:
     console = console or Console()
     path, raw, config = load(stack, stack_file)
     out_dir = (out_dir or default_out_dir(stack)).resolve()

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -30,7 +30,9 @@ class SchemaNotFound(Exception):
 
 def _schema_dir(version: str) -> str:
     wanted = tuple(int(part) for part in version.split(".")[:2])
-    candidates = [v for v in kubernetes_validate.utils.all_versions() if tuple(int(p) for p in v.split(".")[:2]) <= wanted]
+    candidates = [
+        v for v in kubernetes_validate.utils.all_versions() if tuple(int(p) for p in v.split(".")[:2]) <= wanted
+    ]
     if not candidates:
         raise SchemaNotFound(f"kubernetes-validate has no schemas for Kubernetes {version}")
     return f"v{candidates[-1]}-local-strict"

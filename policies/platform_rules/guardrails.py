@@ -23,12 +23,21 @@ def tenant_guardrails(resources: list[Resource], config: PolicyConfig) -> Iterat
         quotas = [r for r in inside if r.kind == "ResourceQuota"]
         where = f"Namespace {namespace}"
         if not any("requests.nvidia.com/gpu" in ((q.props.get("spec") or {}).get("hard") or {}) for q in quotas):
-            yield where, f"namespace {namespace!r} of tenant {tenant!r} has no ResourceQuota covering requests.nvidia.com/gpu"
+            yield (
+                where,
+                f"namespace {namespace!r} of tenant {tenant!r} has no ResourceQuota covering requests.nvidia.com/gpu",
+            )
         if not any(r.kind == "LimitRange" for r in inside):
             yield where, f"namespace {namespace!r} of tenant {tenant!r} has no LimitRange"
         if not any(r.kind == "NetworkPolicy" and _is_default_deny(r) for r in inside):
-            yield where, f"namespace {namespace!r} of tenant {tenant!r} has no default-deny NetworkPolicy (empty podSelector, Ingress and Egress, no rules)"
+            yield (
+                where,
+                f"namespace {namespace!r} of tenant {tenant!r} has no default-deny NetworkPolicy (empty podSelector, Ingress and Egress, no rules)",
+            )
         for service in (r for r in inside if r.kind == "Service"):
             kind = (service.props.get("spec") or {}).get("type", "ClusterIP")
             if kind in ("LoadBalancer", "NodePort"):
-                yield service.display, f"{service.display} of tenant {tenant!r} is of type {kind}; tenants reach the outside only through the gateway"
+                yield (
+                    service.display,
+                    f"{service.display} of tenant {tenant!r} is of type {kind}; tenants reach the outside only through the gateway",
+                )

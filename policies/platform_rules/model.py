@@ -84,7 +84,7 @@ class PolicyConfig:
     capacity: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_mapping(cls, values: dict[str, Any] | None) -> "PolicyConfig":
+    def from_mapping(cls, values: dict[str, Any] | None) -> PolicyConfig:
         values = dict(values or {})
         return cls(
             max_tenant_share=float(values.get("maxTenantShare", cls.max_tenant_share)),
@@ -94,10 +94,13 @@ class PolicyConfig:
             capacity={k: str(v) for k, v in (values.get("capacity") or {}).items()},
         )
 
-    def with_stack(self, resources: list[Resource]) -> "PolicyConfig":
+    def with_stack(self, resources: list[Resource]) -> PolicyConfig:
         """The stack's capacity ConfigMap, written by the platform, overrides the pack's configuration."""
         for resource in resources:
-            if resource.kind == "ConfigMap" and (resource.namespace, resource.metadata.get("name")) == CAPACITY_CONFIGMAP:
+            if (
+                resource.kind == "ConfigMap"
+                and (resource.namespace, resource.metadata.get("name")) == CAPACITY_CONFIGMAP
+            ):
                 data = resource.props.get("data") or {}
                 return PolicyConfig(
                     max_tenant_share=float(data.get("maxTenantShare", self.max_tenant_share)),

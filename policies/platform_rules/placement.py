@@ -29,7 +29,9 @@ def tolerates(tolerations: list[dict[str, Any]] | None, key: str) -> bool:
         effect = toleration.get("effect") or "NoSchedule"
         if effect != "NoSchedule":
             continue
-        if (operator == "Exists" and toleration.get("key") in (None, "", key)) or (operator == "Equal" and toleration.get("key") == key):
+        if (operator == "Exists" and toleration.get("key") in (None, "", key)) or (
+            operator == "Equal" and toleration.get("key") == key
+        ):
             return True
     return False
 
@@ -38,13 +40,18 @@ def selects_pool(pod: dict[str, Any], label: tuple[str, str]) -> bool:
     key, value = label
     if (pod.get("nodeSelector") or {}).get(key) == value:
         return True
-    required = (((pod.get("affinity") or {}).get("nodeAffinity") or {}).get("requiredDuringSchedulingIgnoredDuringExecution") or {})
+    required = ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
     terms = required.get("nodeSelectorTerms") or []
     # Every term must pin the pool: terms are ORed by the scheduler.
     return bool(terms) and all(
         any(
             expr.get("key") == key
-            and ((expr.get("operator") == "In" and value in (expr.get("values") or [])) or expr.get("operator") == "Exists")
+            and (
+                (expr.get("operator") == "In" and value in (expr.get("values") or []))
+                or expr.get("operator") == "Exists"
+            )
             for expr in term.get("matchExpressions") or []
         )
         for term in terms
@@ -64,21 +71,33 @@ def gpu_placement(resources: list[Resource], config: PolicyConfig) -> Iterator[t
             if not tolerates(pod.get("tolerations"), key):
                 yield resource.display, f"{resource.display} requests {GPU} but does not tolerate the GPU taint {key!r}"
             if not selects_pool(pod, label):
-                yield resource.display, f"{resource.display} requests {GPU} but does not select the GPU pool {'='.join(label)!r}"
+                yield (
+                    resource.display,
+                    f"{resource.display} requests {GPU} but does not select the GPU pool {'='.join(label)!r}",
+                )
             for container in containers(pod):
                 resources_ = container.get("resources") or {}
                 request, limit = (resources_.get("requests") or {}).get(GPU), (resources_.get("limits") or {}).get(GPU)
                 if request is not None and limit is not None and quantity(request) != quantity(limit):
-                    yield resource.display, (
-                        f"{resource.display} container {container.get('name')!r} requests {request} {GPU} "
-                        f"but limits {limit}; they must be equal"
+                    yield (
+                        resource.display,
+                        (
+                            f"{resource.display} container {container.get('name')!r} requests {request} {GPU} "
+                            f"but limits {limit}; they must be equal"
+                        ),
                     )
         if resource.type == "kubernetes:helm.sh/v3:Release":
             chart, values = _chart(resource), resource.props.get("values") or {}
             if chart in GPU_CHARTS and not tolerates(values.get("tolerations"), key):
-                yield resource.display, f"Helm release {resource.props.get('name')!r} ({chart}) runs a GPU DaemonSet without tolerating {key!r} in values.tolerations"
+                yield (
+                    resource.display,
+                    f"Helm release {resource.props.get('name')!r} ({chart}) runs a GPU DaemonSet without tolerating {key!r} in values.tolerations",
+                )
             if chart == FAKE_OPERATOR and key != GPU:
-                yield resource.display, f"Helm release {resource.props.get('name')!r} (fake-gpu-operator) only tolerates {GPU!r}, not the GPU taint {key!r}"
+                yield (
+                    resource.display,
+                    f"Helm release {resource.props.get('name')!r} (fake-gpu-operator) only tolerates {GPU!r}, not the GPU taint {key!r}",
+                )
 
 
 def gpu_taint_toleration_scoped(resources: list[Resource], config: PolicyConfig) -> Iterator[tuple[str, str]]:
@@ -86,4 +105,7 @@ def gpu_taint_toleration_scoped(resources: list[Resource], config: PolicyConfig)
     for resource in resources:
         pod = resource.pod_spec()
         if pod is not None and not requests_gpu(pod) and tolerates(pod.get("tolerations"), key):
-            yield resource.display, f"{resource.display} requests no GPU but tolerates the GPU taint {key!r}: it could take a GPU node's capacity"
+            yield (
+                resource.display,
+                f"{resource.display} requests no GPU but tolerates the GPU taint {key!r}: it could take a GPU node's capacity",
+            )

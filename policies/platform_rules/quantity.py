@@ -11,7 +11,18 @@ import re
 from decimal import Decimal
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {"n": "1e-9", "u": "1e-6", "m": "1e-3", "": "1", "k": "1e3", "M": "1e6", "G": "1e9", "T": "1e12", "P": "1e15", "E": "1e18"}
+_DECIMAL = {
+    "n": "1e-9",
+    "u": "1e-6",
+    "m": "1e-3",
+    "": "1",
+    "k": "1e3",
+    "M": "1e6",
+    "G": "1e9",
+    "T": "1e12",
+    "P": "1e15",
+    "E": "1e18",
+}
 _QUANTITY = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$")
 
 
@@ -25,6 +36,6 @@ def parse_quantity(value: str | int | float | Decimal) -> Decimal:
         return Decimal(repr(value))
     match = _QUANTITY.match(value.strip())
     if not match:
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (examples: \"500m\", \"2\", \"16Gi\")")
+        raise ValueError(f'{value!r} is not a Kubernetes quantity (examples: "500m", "2", "16Gi")')
     suffix = match.group(2) or ""
     return Decimal(match.group(1)) * (_BINARY[suffix] if suffix in _BINARY else Decimal(_DECIMAL[suffix]))

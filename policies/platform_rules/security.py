@@ -75,8 +75,13 @@ def secrets_hygiene(resource: Resource, config: PolicyConfig) -> Iterator[str]:
     pod = resource.pod_spec()
     for container in containers(pod) if pod else []:
         for env in container.get("env") or []:
-            if isinstance(env, dict) and "value" in env and (
-                SECRET_NAME.search(str(env.get("name", ""))) or SECRET_VALUE.match(str(env.get("value", "")).strip())
+            if (
+                isinstance(env, dict)
+                and "value" in env
+                and (
+                    SECRET_NAME.search(str(env.get("name", "")))
+                    or SECRET_VALUE.match(str(env.get("value", "")).strip())
+                )
             ):
                 yield (
                     f"{resource.display} container {container.get('name')!r} sets {env.get('name')!r} as a plain value; "

@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,9 @@ def config_stamp(settings: GatewaySettings) -> tuple:
 
 
 def load_state(settings: GatewaySettings) -> State:
-    document = tenants_config.load(settings.config_file, settings.upstreams, settings.default_upstream, settings.route_policies)
+    document = tenants_config.load(
+        settings.config_file, settings.upstreams, settings.default_upstream, settings.route_policies
+    )
     return State(settings, document, tenants_config.KeyIndex(document), config_stamp=config_stamp(settings))
 
 
@@ -104,21 +106,35 @@ def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Response:
 def create_app(settings: GatewaySettings) -> Starlette:
     state = load_state(settings)
     metrics = state.metrics
-    limiter = RateLimiter(settings.redis_url, settings.fail_closed, on_backend_change=lambda up: metrics.backend_up.set(1 if up else 0))
+    limiter = RateLimiter(
+        settings.redis_url, settings.fail_closed, on_backend_change=lambda up: metrics.backend_up.set(1 if up else 0)
+    )
     metrics.backend_up.set(1 if settings.redis_url else 0)
     scheduler = FairScheduler(settings.max_upstream_concurrency)
-    upstreams = Upstreams(settings.connect_timeout_seconds, settings.upstream_timeout_seconds, CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds))
+    upstreams = Upstreams(
+        settings.connect_timeout_seconds,
+        settings.upstream_timeout_seconds,
+        CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds),
+    )
 
     def too_many(name: str, model: str, limits, decision, ids: dict[str, str]) -> Response:
         metrics.rate_limited.labels(name, decision.reason).inc()
         metrics.requests.labels(name, model, "", "429").inc()
         headers = {"retry-after": str(max(1, int(decision.reset_seconds + 0.999))), **ids}
-        for kind, limit, remaining in (("requests", limits.rpm, decision.remaining_requests), ("tokens", limits.tpm, decision.remaining_tokens)):
+        for kind, limit, remaining in (
+            ("requests", limits.rpm, decision.remaining_requests),
+            ("tokens", limits.tpm, decision.remaining_tokens),
+        ):
             if limit is not None:
                 headers[f"x-ratelimit-limit-{kind}"] = str(limit)
                 headers[f"x-ratelimit-remaining-{kind}"] = str(remaining)
                 headers[f"x-ratelimit-reset-{kind}"] = f"{decision.reset_seconds:.0f}s"
-        return error(429, f"rate limit reached for {decision.reason} per minute", code=f"rate_limit_{decision.reason}", headers=headers)
+        return error(
+            429,
+            f"rate limit reached for {decision.reason} per minute",
+            code=f"rate_limit_{decision.reason}",
+            headers=headers,
+        )
 
     def authenticate(request: Request) -> tuple[str, tenants_config.Tenant] | Response:
         key = api_key(request)
@@ -154,14 +170,23 @@ def create_app(settings: GatewaySettings) -> Starlette:
         route = tenant.routes.get(model)
         if model not in tenant.models or route is None:
             # The same answer for "exists for someone else" and "exists nowhere": nothing leaks.
-            return error(403, f"model '{model}' is not available to this API key", code="model_not_allowed", param="model")
+            return error(
+                403, f"model '{model}' is not available to this API key", code="model_not_allowed", param="model"
+            )
         request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         ids = {"x-request-id": request_id}
 
-        cost = len(raw) // 4 + int(body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens)
+        cost = len(raw) // 4 + int(
+            body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens
+        )
         decision = await limiter.check(name, limits.rpm, limits.tpm, cost)
         if decision is None:
-            return error(503, "rate limiting unavailable; try again shortly", code="ratelimit_unavailable", headers={"retry-after": "1", **ids})
+            return error(
+                503,
+                "rate limiting unavailable; try again shortly",
+                code="ratelimit_unavailable",
+                headers={"retry-after": "1", **ids},
+            )
         if not decision.allowed:
             return too_many(name, model, limits, decision, ids)
 
@@ -175,7 +200,12 @@ def create_app(settings: GatewaySettings) -> Starlette:
         except QueueFull:
             metrics.rate_limited.labels(name, "queue").inc()
             metrics.requests.labels(name, model, "", "429").inc()
-            return error(429, "too many requests in flight for this tenant", code="rate_limit_concurrency", headers={"retry-after": "1", **ids})
+            return error(
+                429,
+                "too many requests in flight for this tenant",
+                code="rate_limit_concurrency",
+                headers={"retry-after": "1", **ids},
+            )
         inflight_gauge.inc()
         released = False
         handed_to_stream = False  # from then on the stream's generator releases the slot
@@ -214,7 +244,9 @@ def create_app(settings: GatewaySettings) -> Starlette:
                 except Exception:  # noqa: BLE001 - any read failure is the upstream's fault
                     response.release()
                     metrics.requests.labels(name, model, upstream, "502").inc()
-                    return error(502, f"upstream {upstream!r} broke off the response", code="upstream_error", headers=ids)
+                    return error(
+                        502, f"upstream {upstream!r} broke off the response", code="upstream_error", headers=ids
+                    )
                 counted = usage_of(payload) if response.status == 200 else None
                 if counted:
                     count(*counted)
@@ -229,9 +261,19 @@ def create_app(settings: GatewaySettings) -> Starlette:
                         yield chunk
                 except Exception:  # noqa: BLE001 - any upstream failure mid-stream ends it the same way
                     code = "502"
-                    LOG.warning("upstream stream broke off", extra={"tenant": name, "model": model, "upstream": upstream, "request_id": request_id})
+                    LOG.warning(
+                        "upstream stream broke off",
+                        extra={"tenant": name, "model": model, "upstream": upstream, "request_id": request_id},
+                    )
                     # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).
-                    problem = {"error": {"message": f"upstream {upstream!r} broke off the stream", "type": "api_error", "param": None, "code": "upstream_error"}}
+                    problem = {
+                        "error": {
+                            "message": f"upstream {upstream!r} broke off the stream",
+                            "type": "api_error",
+                            "param": None,
+                            "code": "upstream_error",
+                        }
+                    }
                     yield b"data: " + json.dumps(problem).encode() + b"\n\n"
                 finally:
                     response.release()

@@ -36,8 +36,12 @@ class Route(_Model):
     weights: dict[str, float] = {}
 
     @model_validator(mode="after")
-    def _shape(self) -> "Route":
-        needed = {"direct": self.primary, "canary": self.primary and self.canary and self.percent is not None, "weighted": self.weights}
+    def _shape(self) -> Route:
+        needed = {
+            "direct": self.primary,
+            "canary": self.primary and self.canary and self.percent is not None,
+            "weighted": self.weights,
+        }
         if not needed[self.strategy]:
             raise ValueError(f"a {self.strategy} route is missing its upstreams (see services/gateway/README.md)")
         return self
@@ -112,7 +116,9 @@ def validate(document: Document) -> Document:
     return document
 
 
-def load(path: Path | None, upstreams: str | None = None, default: str | None = None, policies: str | None = None) -> Document:
+def load(
+    path: Path | None, upstreams: str | None = None, default: str | None = None, policies: str | None = None
+) -> Document:
     if path is None:
         document = Document(tenants={})
     else:

@@ -14,11 +14,32 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("gateway_requests", "Requests by tenant, model, upstream and status code.", ["tenant", "model", "upstream", "code"], registry=r)
-        self.duration = Histogram("gateway_request_duration_seconds", "Time from request to the last byte.", ["tenant", "model"], buckets=BUCKETS, registry=r)
-        self.queue_depth = Gauge("gateway_tenant_queue_depth", "Requests waiting for an upstream slot.", ["tenant"], registry=r)
+        self.requests = Counter(
+            "gateway_requests",
+            "Requests by tenant, model, upstream and status code.",
+            ["tenant", "model", "upstream", "code"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "gateway_request_duration_seconds",
+            "Time from request to the last byte.",
+            ["tenant", "model"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "gateway_tenant_queue_depth", "Requests waiting for an upstream slot.", ["tenant"], registry=r
+        )
         self.inflight = Gauge("gateway_tenant_inflight", "Requests holding an upstream slot.", ["tenant"], registry=r)
-        self.rate_limited = Counter("gateway_rate_limited", "Requests refused by a limit.", ["tenant", "reason"], registry=r)
-        self.tokens = Counter("gateway_tokens", "Tokens from upstream usage reports.", ["tenant", "model", "kind"], registry=r)
-        self.backend_up = Gauge("gateway_ratelimit_backend_up", "1 when limits are shared through Redis, 0 when enforced per process.", registry=r)
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused by a limit.", ["tenant", "reason"], registry=r
+        )
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens from upstream usage reports.", ["tenant", "model", "kind"], registry=r
+        )
+        self.backend_up = Gauge(
+            "gateway_ratelimit_backend_up",
+            "1 when limits are shared through Redis, 0 when enforced per process.",
+            registry=r,
+        )
         self.config_reloads = Counter("gateway_config_reloads", "Tenant document reloads.", ["result"], registry=r)

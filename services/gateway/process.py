@@ -57,10 +57,17 @@ def write_config(document: dict[str, Any], directory: Path) -> Path:
 
 
 @contextlib.contextmanager
-def gateway(config_file: Path, redis_url: str | None = None, log_path: Path | None = None, **settings: Any) -> Iterator[RunningService]:
+def gateway(
+    config_file: Path, redis_url: str | None = None, log_path: Path | None = None, **settings: Any
+) -> Iterator[RunningService]:
     """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given."""
     port = free_port()
-    env = {**os.environ, "GATEWAY_HOST": "127.0.0.1", "GATEWAY_PORT": str(port), "GATEWAY_CONFIG_FILE": str(config_file)}
+    env = {
+        **os.environ,
+        "GATEWAY_HOST": "127.0.0.1",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_CONFIG_FILE": str(config_file),
+    }
     if redis_url:
         env["GATEWAY_REDIS_URL"] = redis_url
     env.update({f"GATEWAY_{key.upper()}": str(value) for key, value in settings.items()})

@@ -68,7 +68,12 @@ ALLOW = Decision(True, "", -1, -1, 0.0)
 
 def _keys(tenant: str, bucket: int) -> list[str]:
     # The hash tag keeps a tenant's keys in one Redis Cluster slot.
-    return [f"rl:{{{tenant}}}:r:{bucket}", f"rl:{{{tenant}}}:r:{bucket - 1}", f"rl:{{{tenant}}}:t:{bucket}", f"rl:{{{tenant}}}:t:{bucket - 1}"]
+    return [
+        f"rl:{{{tenant}}}:r:{bucket}",
+        f"rl:{{{tenant}}}:r:{bucket - 1}",
+        f"rl:{{{tenant}}}:t:{bucket}",
+        f"rl:{{{tenant}}}:t:{bucket - 1}",
+    ]
 
 
 class LocalWindow:
@@ -97,7 +102,9 @@ class LocalWindow:
 
 class RateLimiter:
     def __init__(self, redis_url: str | None, fail_closed: bool, on_backend_change=None):
-        self.redis = aioredis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25) if redis_url else None
+        self.redis = (
+            aioredis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25) if redis_url else None
+        )
         self.sha: str | None = None
         # Checks arriving in the same event-loop turn go to Redis as one pipeline: one round trip for
         # many concurrent requests (the script is still atomic per request).
@@ -117,7 +124,10 @@ class RateLimiter:
             if up:
                 LOG.warning("rate-limit backend redis is back; limits are shared across replicas again")
             else:
-                LOG.error("rate-limit backend redis unavailable; %s", "refusing requests (fail-closed)" if self.fail_closed else "limiting per process")
+                LOG.error(
+                    "rate-limit backend redis unavailable; %s",
+                    "refusing requests (fail-closed)" if self.fail_closed else "limiting per process",
+                )
             if self._on_backend_change:
                 self._on_backend_change(up)
 
@@ -151,7 +161,9 @@ class RateLimiter:
                 return None
             result = self.local.check(tenant, now_ms, *args[2:])
         allowed, reason, remaining_requests, remaining_tokens, reset_ms = result
-        decision = Decision(bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000)
+        decision = Decision(
+            bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000
+        )
         if not decision.allowed:
             self._refused[tenant] = (time.monotonic() + min(decision.reset_seconds, REFUSAL_CACHE_SECONDS), decision)
         return decision
@@ -174,7 +186,7 @@ class RateLimiter:
                 results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:
             results = [exc] * len(batch)
-        for (_, _, future), result in zip(batch, results):
+        for (_, _, future), result in zip(batch, results, strict=True):
             if future.done():
                 continue
             if isinstance(result, NoScriptError):

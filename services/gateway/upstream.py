@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -56,7 +55,7 @@ class Upstreams:
                 response = await self.session.post(
                     url + path, data=body, headers={"Content-Type": "application/json", "X-Request-Id": request_id}
                 )
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            except (TimeoutError, aiohttp.ServerTimeoutError):
                 self.breakers.failed(url)
                 failure = UpstreamFailure(504, f"upstream {names[url]!r} timed out")
                 continue

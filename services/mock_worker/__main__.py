@@ -20,10 +20,15 @@ log = logging.getLogger("mock_worker")
 
 def parse_args(argv: list[str] | None) -> dict[str, object]:
     """CLI flags override MOCK_WORKER_* variables; only flags actually given are returned."""
-    p = argparse.ArgumentParser(prog="python -m services.mock_worker", description=__doc__,
-                                argument_default=argparse.SUPPRESS)
-    p.add_argument("--model", dest="models", action="append",
-                   help="model name to serve (repeat for several); env MOCK_WORKER_MODELS=a,b")
+    p = argparse.ArgumentParser(
+        prog="python -m services.mock_worker", description=__doc__, argument_default=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        help="model name to serve (repeat for several); env MOCK_WORKER_MODELS=a,b",
+    )
     p.add_argument("--engine", choices=["vllm", "sglang"], help="metric flavour (default vllm)")
     p.add_argument("--slots", type=int, help="concurrent slots / batch size (default 8)")
     p.add_argument("--prefill-seconds", type=float, help="time to first token (default 0.02)")
@@ -72,9 +77,16 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{host}:{port} (inherited fd {settings.fd})"
     else:
         where = f"{settings.host}:{settings.port}"
-    log.info("serving %s as %s engine on %s: %d slots, prefill %.3fs, decode %.4fs/token, failure rate %g",
-             ",".join(settings.models), settings.engine, where, settings.slots, settings.prefill_seconds,
-             settings.decode_seconds_per_token, settings.failure_rate)
+    log.info(
+        "serving %s as %s engine on %s: %d slots, prefill %.3fs, decode %.4fs/token, failure rate %g",
+        ",".join(settings.models),
+        settings.engine,
+        where,
+        settings.slots,
+        settings.prefill_seconds,
+        settings.decode_seconds_per_token,
+        settings.failure_rate,
+    )
     server.run(sockets=sockets)
 
 

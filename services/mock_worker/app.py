@@ -30,8 +30,12 @@ class MockWorker:
         self.settings = settings
         self.metrics = EngineMetrics(settings.engine, settings.models)
         self.engine = SlotEngine(
-            models=settings.models, slots=settings.slots, prefill_seconds=settings.prefill_seconds,
-            decode_seconds_per_token=settings.decode_seconds_per_token, metrics=self.metrics)
+            models=settings.models,
+            slots=settings.slots,
+            prefill_seconds=settings.prefill_seconds,
+            decode_seconds_per_token=settings.decode_seconds_per_token,
+            metrics=self.metrics,
+        )
         self._models = frozenset(settings.models)
         self._failures = random.Random(settings.seed)
         self._started = int(time.time())
@@ -42,13 +46,21 @@ class MockWorker:
         return Response(status_code=200)
 
     async def metrics_endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.metrics.registry),
-                        headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Response(generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def list_models(self, request: Request) -> Response:
-        data = [{"id": name, "object": "model", "created": self._started, "owned_by": "mock-worker",
-                 "root": name, "parent": None, "max_model_len": self.settings.max_tokens_cap}
-                for name in self.settings.models]
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": self._started,
+                "owned_by": "mock-worker",
+                "root": name,
+                "parent": None,
+                "max_model_len": self.settings.max_tokens_cap,
+            }
+            for name in self.settings.models
+        ]
         return fmt.json_response({"object": "list", "data": data})
 
     def _injected_failure(self) -> Response | None:
@@ -56,8 +68,11 @@ class MockWorker:
         rate = self.settings.failure_rate
         if rate and self._failures.random() < rate:
             return fmt.error_response(
-                500, f"Injected failure (failure rate {rate}); set MOCK_WORKER_FAILURE_RATE=0 to disable.",
-                type_="server_error", code="injected_failure")
+                500,
+                f"Injected failure (failure rate {rate}); set MOCK_WORKER_FAILURE_RATE=0 to disable.",
+                type_="server_error",
+                code="injected_failure",
+            )
         return None
 
     async def chat_completions(self, request: Request) -> Response:
@@ -79,39 +94,57 @@ class MockWorker:
         except ValidationError as exc:
             return fmt.validation_error_response(exc)
         prompt = req.prompt_text()
-        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(),
-                                 chat=False)
+        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(), chat=False)
 
     # --- shared request path ------------------------------------------------------------
 
-    async def _serve(self, req: ChatCompletionRequest | CompletionRequest, prompt: str,
-                     prompt_tokens: int, max_tokens: int | None, *, chat: bool) -> Response:
+    async def _serve(
+        self,
+        req: ChatCompletionRequest | CompletionRequest,
+        prompt: str,
+        prompt_tokens: int,
+        max_tokens: int | None,
+        *,
+        chat: bool,
+    ) -> Response:
         if req.model not in self._models:
             return fmt.error_response(
-                404, f"The model '{req.model}' does not exist; this worker serves "
-                     f"{', '.join(self.settings.models)} (see GET /v1/models).",
-                param="model", code="model_not_found")
+                404,
+                f"The model '{req.model}' does not exist; this worker serves "
+                f"{', '.join(self.settings.models)} (see GET /v1/models).",
+                param="model",
+                code="model_not_found",
+            )
         count = max_tokens or self.settings.default_max_tokens
         if count > self.settings.max_tokens_cap:
             return fmt.error_response(
-                400, f"max_tokens={count} exceeds this worker's limit of {self.settings.max_tokens_cap} "
-                     "(MOCK_WORKER_MAX_TOKENS_CAP).", param="max_tokens")
+                400,
+                f"max_tokens={count} exceeds this worker's limit of {self.settings.max_tokens_cap} "
+                "(MOCK_WORKER_MAX_TOKENS_CAP).",
+                param="max_tokens",
+            )
         seed = req.seed if req.seed is not None else self.settings.seed
-        gen = Generation(model=req.model, prompt_tokens=prompt_tokens,
-                         tokens=generate_tokens(prompt, count, seed))
+        gen = Generation(model=req.model, prompt_tokens=prompt_tokens, tokens=generate_tokens(prompt, count, seed))
         request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         if req.stream:
-            writer = fmt.ChunkWriter(request_id=request_id, created=created, gen=gen, chat=chat,
-                                     include_usage=req.include_usage)
+            writer = fmt.ChunkWriter(
+                request_id=request_id, created=created, gen=gen, chat=chat, include_usage=req.include_usage
+            )
             if self.settings.decode_seconds_per_token:
-                return StreamingResponse(self._stream(gen, writer, chat), media_type="text/event-stream",
-                                         headers={"Cache-Control": "no-cache"})
+                return StreamingResponse(
+                    self._stream(gen, writer, chat),
+                    media_type="text/event-stream",
+                    headers={"Cache-Control": "no-cache"},
+                )
             # Without decode time all tokens are ready at once: the same SSE bytes in one body
             # make streaming ~3x faster as a benchmark upstream than a chunk-by-chunk response.
             await self.engine.run(gen)
-            return Response(self._whole_stream(writer, gen, chat), media_type="text/event-stream",
-                            headers={"Cache-Control": "no-cache"})
+            return Response(
+                self._whole_stream(writer, gen, chat),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         await self.engine.run(gen)
         build = fmt.chat_completion if chat else fmt.text_completion
         return fmt.json_response(build(request_id, created, gen))
@@ -138,8 +171,9 @@ class MockWorker:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return fmt.error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.",
-                              code=str(exc.status_code))
+    return fmt.error_response(
+        exc.status_code, f"{request.method} {request.url.path}: {exc.detail}.", code=str(exc.status_code)
+    )
 
 
 def create_app(settings: WorkerSettings) -> Starlette:

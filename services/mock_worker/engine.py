@@ -31,8 +31,15 @@ class SlotEngine:
     which is what vLLM's num_requests_waiting / num_requests_running report.
     """
 
-    def __init__(self, *, models: list[str], slots: int, prefill_seconds: float,
-                 decode_seconds_per_token: float, metrics: EngineMetrics) -> None:
+    def __init__(
+        self,
+        *,
+        models: list[str],
+        slots: int,
+        prefill_seconds: float,
+        decode_seconds_per_token: float,
+        metrics: EngineMetrics,
+    ) -> None:
         self._slots = asyncio.Semaphore(slots)
         self._prefill = prefill_seconds
         self._decode = decode_seconds_per_token
@@ -54,8 +61,9 @@ class SlotEngine:
         self.running[model] -= 1
         self._slots.release()
 
-    def _record(self, gen: Generation, started: float, first_token_at: float | None,
-                generated: int, finished: bool) -> None:
+    def _record(
+        self, gen: Generation, started: float, first_token_at: float | None, generated: int, finished: bool
+    ) -> None:
         m = self._metrics.per_model[gen.model]
         if first_token_at is not None:
             m.time_to_first_token.observe(first_token_at - started)

@@ -56,10 +56,53 @@ ENGINE_METRIC_NAMES: dict[str, MetricNames] = {
 FINISHED_REASONS = ("stop", "length", "abort")
 
 # vLLM's own bucket boundaries, so dashboards built for the real engine read the same.
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
-                1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
-E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0,
-               50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)
+TTFT_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.02,
+    0.04,
+    0.06,
+    0.08,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    7.5,
+    10.0,
+    20.0,
+    40.0,
+    80.0,
+    160.0,
+    640.0,
+    2560.0,
+)
+E2E_BUCKETS = (
+    0.3,
+    0.5,
+    0.8,
+    1.0,
+    1.5,
+    2.0,
+    2.5,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    40.0,
+    50.0,
+    60.0,
+    120.0,
+    240.0,
+    480.0,
+    960.0,
+    1920.0,
+    7680.0,
+)
 
 
 @dataclass(frozen=True)
@@ -87,19 +130,33 @@ class EngineMetrics:
         self._waiting = Gauge(names.waiting, "Number of requests waiting to be processed.", label, registry=reg)
         self._running = Gauge(names.running, "Number of requests currently running.", label, registry=reg)
         self.time_to_first_token = Histogram(
-            names.time_to_first_token, "Histogram of time to first token in seconds.", label,
-            buckets=TTFT_BUCKETS, registry=reg)
+            names.time_to_first_token,
+            "Histogram of time to first token in seconds.",
+            label,
+            buckets=TTFT_BUCKETS,
+            registry=reg,
+        )
         self.e2e_latency = Histogram(
-            names.e2e_latency, "Histogram of end to end request latency in seconds.", label,
-            buckets=E2E_BUCKETS, registry=reg)
-        self.prompt_tokens = Counter(
-            names.prompt_tokens, "Number of prefill tokens processed.", label, registry=reg)
+            names.e2e_latency,
+            "Histogram of end to end request latency in seconds.",
+            label,
+            buckets=E2E_BUCKETS,
+            registry=reg,
+        )
+        self.prompt_tokens = Counter(names.prompt_tokens, "Number of prefill tokens processed.", label, registry=reg)
         self.generation_tokens = Counter(
-            names.generation_tokens, "Number of generation tokens processed.", label, registry=reg)
+            names.generation_tokens, "Number of generation tokens processed.", label, registry=reg
+        )
         self.request_success = (
-            Counter(names.request_success, "Count of successfully processed requests.",
-                    ["model_name", "finished_reason"], registry=reg)
-            if names.request_success else None)
+            Counter(
+                names.request_success,
+                "Count of successfully processed requests.",
+                ["model_name", "finished_reason"],
+                registry=reg,
+            )
+            if names.request_success
+            else None
+        )
         # Creating every child up front makes all series exist (at 0) before the first
         # request, and saves the locked labels() lookup on the request path.
         self.per_model = {model: self._children(model) for model in models}

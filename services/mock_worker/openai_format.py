@@ -17,10 +17,15 @@ def json_response(body: dict[str, Any], status_code: int = 200) -> Response:
     return Response(_dumps(body).encode(), status_code=status_code, media_type="application/json")
 
 
-def error_response(status_code: int, message: str, *, type_: str = "invalid_request_error",
-                   param: str | None = None, code: str | None = None) -> Response:
-    return json_response(
-        {"error": {"message": message, "type": type_, "param": param, "code": code}}, status_code)
+def error_response(
+    status_code: int,
+    message: str,
+    *,
+    type_: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+) -> Response:
+    return json_response({"error": {"message": message, "type": type_, "param": param, "code": code}}, status_code)
 
 
 def validation_error_response(exc: ValidationError) -> Response:
@@ -47,12 +52,14 @@ def chat_completion(request_id: str, created: int, gen: Generation) -> dict[str,
         "created": created,
         "model": gen.model,
         "system_fingerprint": None,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": "".join(gen.tokens), "refusal": None},
-            "logprobs": None,
-            "finish_reason": gen.finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(gen.tokens), "refusal": None},
+                "logprobs": None,
+                "finish_reason": gen.finish_reason,
+            }
+        ],
         "usage": usage(gen),
     }
 
@@ -64,12 +71,14 @@ def text_completion(request_id: str, created: int, gen: Generation) -> dict[str,
         "created": created,
         "model": gen.model,
         "system_fingerprint": None,
-        "choices": [{
-            "index": 0,
-            "text": "".join(gen.tokens),
-            "logprobs": None,
-            "finish_reason": gen.finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "text": "".join(gen.tokens),
+                "logprobs": None,
+                "finish_reason": gen.finish_reason,
+            }
+        ],
         "usage": usage(gen),
     }
 
@@ -84,8 +93,7 @@ class ChunkWriter:
     The fields shared by every chunk are serialised once per stream: encoding the whole
     chunk per token dominated the cost of streaming."""
 
-    def __init__(self, *, request_id: str, created: int, gen: Generation, chat: bool,
-                 include_usage: bool) -> None:
+    def __init__(self, *, request_id: str, created: int, gen: Generation, chat: bool, include_usage: bool) -> None:
         base = {
             "id": request_id,
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -109,8 +117,9 @@ class ChunkWriter:
         return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
 
     def role(self) -> bytes:
-        return self._chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
-                             "logprobs": None, "finish_reason": None}])
+        return self._chunk(
+            [{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}]
+        )
 
     def token(self, piece: str) -> bytes:
         return self._chunk([self._choice(piece, None)])

@@ -86,8 +86,9 @@ class RunningService:
 
 
 @contextlib.contextmanager
-def mock_worker(*args: str, port: int | None = None, env: dict[str, str] | None = None,
-                startup_timeout: float = 20.0) -> Iterator[RunningService]:
+def mock_worker(
+    *args: str, port: int | None = None, env: dict[str, str] | None = None, startup_timeout: float = 20.0
+) -> Iterator[RunningService]:
     """A mock worker on 127.0.0.1 until the block exits; `args` are its command-line flags."""
     cmd = [sys.executable, "-m", "services.mock_worker", "--host", "127.0.0.1"]
     sock = None
@@ -104,8 +105,14 @@ def mock_worker(*args: str, port: int | None = None, env: dict[str, str] | None 
     child_env.update(env or {})
     with tempfile.TemporaryFile() as log:
         try:
-            process = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=log, stderr=subprocess.STDOUT,
-                                       pass_fds=(sock.fileno(),) if sock else ())
+            process = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env=child_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                pass_fds=(sock.fileno(),) if sock else (),
+            )
         finally:
             if sock:
                 sock.close()  # the child holds its own copy of the listening socket
@@ -136,9 +143,20 @@ def run_mock_worker(
     env: dict[str, str] | None = None,
 ) -> Iterator[RunningService]:
     """mock_worker() with keyword settings; the defaults are the fastest worker (no delays)."""
-    args = ["--engine", engine, "--slots", str(slots), "--prefill-seconds", str(prefill_seconds),
-            "--decode-seconds-per-token", str(decode_seconds_per_token),
-            "--failure-rate", str(failure_rate), "--log-level", "warning"]
+    args = [
+        "--engine",
+        engine,
+        "--slots",
+        str(slots),
+        "--prefill-seconds",
+        str(prefill_seconds),
+        "--decode-seconds-per-token",
+        str(decode_seconds_per_token),
+        "--failure-rate",
+        str(failure_rate),
+        "--log-level",
+        "warning",
+    ]
     for model in models:
         args += ["--model", model]
     if seed is not None:

@@ -16,23 +16,32 @@ from tests.monitoring.fake_prometheus import serve
 
 
 def vector(*samples):
-    return 200, {"status": "success", "data": {"resultType": "vector", "result": [{"metric": m, "value": [0, str(v)]} for m, v in samples]}}
+    return 200, {
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": m, "value": [0, str(v)]} for m, v in samples]},
+    }
 
 
 def answer(query):
     if "tenant:gpu_allocated:sum" in query:
         return vector(({"tenant": "acme"}, 720), ({"tenant": "globex"}, 100))
     if "gateway_tokens_total" in query:
-        return vector(({"tenant": "acme", "kind": "prompt"}, 2_000_000), ({"tenant": "acme", "kind": "completion"}, 1_000_000))
+        return vector(
+            ({"tenant": "acme", "kind": "prompt"}, 2_000_000), ({"tenant": "acme", "kind": "completion"}, 1_000_000)
+        )
     return 400, {"status": "error", "error": "unexpected query"}
 
 
-PRICING = Pricing(gpu_hour=2.0, per_million_prompt_tokens=0.5, per_million_completion_tokens=1.5, tier_multipliers={"gold": 1.5})
+PRICING = Pricing(
+    gpu_hour=2.0, per_million_prompt_tokens=0.5, per_million_completion_tokens=1.5, tier_multipliers={"gold": 1.5}
+)
 
 
 def test_costs_apply_prices_and_tier_multipliers():
     with serve(answer) as (url, seen):
-        rows = {r.tenant: r for r in collect(url, "30d", PRICING, {"acme": "gold", "globex": "silver", "initech": "bronze"})}
+        rows = {
+            r.tenant: r for r in collect(url, "30d", PRICING, {"acme": "gold", "globex": "silver", "initech": "bronze"})
+        }
     assert any("[30d]" in q and "* 720" in q for q in seen), seen  # 30 days = 720 hours
     acme = rows["acme"]
     assert acme.gpu_cost == pytest.approx(720 * 2.0 * 1.5)
@@ -71,7 +80,9 @@ def test_prometheus_errors_are_reported():
 
 def test_cli_chargeback(tmp_path):
     with serve(answer) as (url, _):
-        result = CliRunner().invoke(app, ["chargeback", "--prometheus", url, "--since", "30d", "--format", "json", "--stack", "kind"])
+        result = CliRunner().invoke(
+            app, ["chargeback", "--prometheus", url, "--since", "30d", "--format", "json", "--stack", "kind"]
+        )
     assert result.exit_code == 0, result.output
     rows = {r["tenant"]: r for r in json.loads(result.output)}
     assert set(rows) >= {"acme", "globex", "initech"}

@@ -16,9 +16,26 @@ from infra.config import Pricing, Thresholds
 from tests.monitoring.conftest import PROMTOOL, needs_promtool
 
 DASHBOARDS = sorted((Path(__file__).resolve().parents[2] / "components" / "dashboards").glob("*.json"))
-GRAFANA_VARIABLES = {"$tenant": "acme", "$__range_s": "3600", "$__range": "1h", "$__rate_interval": "1m", "$__interval": "1m"}
+GRAFANA_VARIABLES = {
+    "$tenant": "acme",
+    "$__range_s": "3600",
+    "$__range": "1h",
+    "$__rate_interval": "1m",
+    "$__interval": "1m",
+}
 FUNCTIONS_AND_KEYWORDS = {
-    "sum", "avg", "by", "rate", "avg_over_time", "sum_over_time", "histogram_quantile", "on", "group_left", "without", "and", "or",
+    "sum",
+    "avg",
+    "by",
+    "rate",
+    "avg_over_time",
+    "sum_over_time",
+    "histogram_quantile",
+    "on",
+    "group_left",
+    "without",
+    "and",
+    "or",
     "label_values",
 }
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import json
 import shutil
 import subprocess
 import threading
@@ -72,36 +71,74 @@ def platform(tmp_path_factory):
     work = tmp_path_factory.mktemp("prom")
     keys = {"acme": "sk-int-acme", "globex": "sk-int-globex"}
     with contextlib.ExitStack() as stack:
-        acme_worker = stack.enter_context(mock_worker("--model", "llama", "--slots", "2", "--decode-seconds-per-token", "0.01"))
-        globex_worker = stack.enter_context(mock_worker("--model", "qwen", "--slots", "2", "--engine", "sglang", "--decode-seconds-per-token", "0.01"))
+        acme_worker = stack.enter_context(
+            mock_worker("--model", "llama", "--slots", "2", "--decode-seconds-per-token", "0.01")
+        )
+        globex_worker = stack.enter_context(
+            mock_worker("--model", "qwen", "--slots", "2", "--engine", "sglang", "--decode-seconds-per-token", "0.01")
+        )
         redis = stack.enter_context(redis_server())
-        doc = {"tenants": {
-            name: {"tier": "gold", "weight": 1, "keyHashes": [hashlib.sha256(key.encode()).hexdigest()], "models": [model],
-                   "limits": {"rpm": 100000, "tpm": 100000000, "maxConcurrency": 8, "maxQueue": 64},
-                   "upstreams": {"w": worker.url}, "routes": {model: {"strategy": "direct", "primary": "w"}}}
-            for name, key, model, worker in (("acme", keys["acme"], "llama", acme_worker), ("globex", keys["globex"], "qwen", globex_worker))
-        }}
+        doc = {
+            "tenants": {
+                name: {
+                    "tier": "gold",
+                    "weight": 1,
+                    "keyHashes": [hashlib.sha256(key.encode()).hexdigest()],
+                    "models": [model],
+                    "limits": {"rpm": 100000, "tpm": 100000000, "maxConcurrency": 8, "maxQueue": 64},
+                    "upstreams": {"w": worker.url},
+                    "routes": {model: {"strategy": "direct", "primary": "w"}},
+                }
+                for name, key, model, worker in (
+                    ("acme", keys["acme"], "llama", acme_worker),
+                    ("globex", keys["globex"], "qwen", globex_worker),
+                )
+            }
+        }
         gw = stack.enter_context(gateway(write_config(doc, work), redis.url))
         exporter = stack.enter_context(static_exporter())
-        groups = rule_groups({"acme": "acme", "globex": "globex"}, {"acme": "gold", "globex": "gold"}, Thresholds(), Pricing(), "platform-gateway")
+        groups = rule_groups(
+            {"acme": "acme", "globex": "globex"},
+            {"acme": "gold", "globex": "gold"},
+            Thresholds(),
+            Pricing(),
+            "platform-gateway",
+        )
         (work / "rules.yaml").write_text(yaml.safe_dump({"groups": groups}))
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": [str(work / "rules.yaml")],
             "scrape_configs": [
-                {"job_name": "workers", "static_configs": [
-                    {"targets": [target(acme_worker.url)], "labels": {"namespace": "acme", "pod": "w-acme"}},
-                    {"targets": [target(globex_worker.url)], "labels": {"namespace": "globex", "pod": "w-globex"}}]},
-                {"job_name": "gateway", "static_configs": [{"targets": [target(gw.url)], "labels": {"namespace": "platform-gateway", "service": "gateway", "pod": "gw-1"}}]},
+                {
+                    "job_name": "workers",
+                    "static_configs": [
+                        {"targets": [target(acme_worker.url)], "labels": {"namespace": "acme", "pod": "w-acme"}},
+                        {"targets": [target(globex_worker.url)], "labels": {"namespace": "globex", "pod": "w-globex"}},
+                    ],
+                },
+                {
+                    "job_name": "gateway",
+                    "static_configs": [
+                        {
+                            "targets": [target(gw.url)],
+                            "labels": {"namespace": "platform-gateway", "service": "gateway", "pod": "gw-1"},
+                        }
+                    ],
+                },
                 {"job_name": "gpu-and-kube-state", "honor_labels": True, "static_configs": [{"targets": [exporter]}]},
             ],
         }
         (work / "prometheus.yml").write_text(yaml.safe_dump(config))
         port = free_port()
         prometheus = subprocess.Popen(
-            [PROMETHEUS, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                PROMETHEUS,
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         stack.callback(stop, prometheus)
         url = f"http://127.0.0.1:{port}"
@@ -109,8 +146,13 @@ def platform(tmp_path_factory):
 
         def load(tenant, model, requests=40):
             def one(_):
-                return httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {keys[tenant]}"},
-                                  json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}, timeout=30).status_code
+                return httpx.post(
+                    f"{gw.url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {keys[tenant]}"},
+                    json={"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20},
+                    timeout=30,
+                ).status_code
+
             with concurrent.futures.ThreadPoolExecutor(8) as pool:
                 return list(pool.map(one, range(requests)))
 
@@ -136,13 +178,21 @@ def by(result, label):
 
 
 def test_recording_rules_have_data_per_tenant(platform):
-    for record in ("tenant:gateway_requests:rate5m", "tenant:gpu_allocated:sum", "tenant:gpu_utilization:avg",
-                   "tenant:gateway_request_duration_seconds:p99", "tenant:cost_per_hour:sum"):
+    for record in (
+        "tenant:gateway_requests:rate5m",
+        "tenant:gpu_allocated:sum",
+        "tenant:gpu_utilization:avg",
+        "tenant:gateway_request_duration_seconds:p99",
+        "tenant:cost_per_hour:sum",
+    ):
         values = by(query(platform, record), "tenant")
         assert set(values) == {"acme", "globex"}, (record, values)
     assert by(query(platform, "tenant:gpu_utilization:avg"), "tenant") == {"acme": 70.0, "globex": 30.0}
     tokens = query(platform, "tenant:gateway_tokens:rate5m")
-    assert {(s["metric"]["tenant"], s["metric"]["kind"]) for s in tokens} >= {("acme", "completion"), ("globex", "completion")}
+    assert {(s["metric"]["tenant"], s["metric"]["kind"]) for s in tokens} >= {
+        ("acme", "completion"),
+        ("globex", "completion"),
+    }
     queues = by(query(platform, "namespace:inference_queue_depth:sum"), "namespace")
     assert set(queues) == {"acme", "globex"}, "vLLM and SGLang queues are both normalised"
 
@@ -150,7 +200,11 @@ def test_recording_rules_have_data_per_tenant(platform):
 def test_adapter_queries_return_per_pod_queue_depth(platform):
     rule = adapter_rules()["custom"][0]
     for namespace, pod in (("acme", "w-acme"), ("globex", "w-globex")):
-        expr = rule["metricsQuery"].replace("<<.GroupBy>>", "pod").replace("<<.LabelMatchers>>", f'namespace="{namespace}",pod=~"{pod}"')
+        expr = (
+            rule["metricsQuery"]
+            .replace("<<.GroupBy>>", "pod")
+            .replace("<<.LabelMatchers>>", f'namespace="{namespace}",pod=~"{pod}"')
+        )
         assert by(query(platform, expr), "pod").keys() == {pod}
     external = adapter_rules()["external"][0]["metricsQuery"].replace("<<.LabelMatchers>>", 'tenant="acme"')
     assert by(query(platform, external), "tenant").keys() == {"acme"}
@@ -161,7 +215,9 @@ def test_dashboard_queries_return_data(platform, path):
     empty = [
         expr
         for expr in queries(path)
-        if not query(platform, substitute(expr).replace("$__range_s", "60"), wait=2 if "rate_limited_total" in expr else 15)
+        if not query(
+            platform, substitute(expr).replace("$__range_s", "60"), wait=2 if "rate_limited_total" in expr else 15
+        )
     ]
     # The 429 panels stay empty when nobody was limited; everything else must show data.
     assert [e for e in empty if "rate_limited_total" not in e] == []

@@ -10,7 +10,9 @@ import pytest
 from policies.platform_rules import Resource
 
 
-def k8s(kind: str, name: str, namespace: str | None = None, api: str = "v1", group_token: str = "core/v1", **body: Any) -> Resource:
+def k8s(
+    kind: str, name: str, namespace: str | None = None, api: str = "v1", group_token: str = "core/v1", **body: Any
+) -> Resource:
     meta: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {})}
     meta.update(body.pop("metadata", {}))
     return Resource(
@@ -25,24 +27,66 @@ def tenant_namespace(name: str, tenant: str) -> list[Resource]:
     """A namespace with every guardrail in place and a silver-sized quota."""
     return [
         k8s("Namespace", name, metadata={"labels": {"platform.io/tenant": tenant}}),
-        k8s("ResourceQuota", "tenant-quota", name, spec={"hard": {
-            "requests.cpu": "4", "limits.cpu": "8", "requests.memory": "8Gi", "limits.memory": "16Gi",
-            "requests.nvidia.com/gpu": "1", "pods": "10",
-        }}),
+        k8s(
+            "ResourceQuota",
+            "tenant-quota",
+            name,
+            spec={
+                "hard": {
+                    "requests.cpu": "4",
+                    "limits.cpu": "8",
+                    "requests.memory": "8Gi",
+                    "limits.memory": "16Gi",
+                    "requests.nvidia.com/gpu": "1",
+                    "pods": "10",
+                }
+            },
+        ),
         k8s("LimitRange", "tenant-limits", name, spec={"limits": []}),
-        k8s("NetworkPolicy", "default-deny", name, "networking.k8s.io/v1", "networking.k8s.io/v1",
-            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        k8s(
+            "NetworkPolicy",
+            "default-deny",
+            name,
+            "networking.k8s.io/v1",
+            "networking.k8s.io/v1",
+            spec={"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
+        ),
     ]
 
 
-def capacity(cpu="64", memory="256Gi", gpu="8", share="0.3", ratio="1.0", taint="nvidia.com/gpu=true:NoSchedule", label="platform.io/pool=gpu") -> Resource:
-    return k8s("ConfigMap", "platform-capacity", "platform-system", data={
-        "cpu": cpu, "memory": memory, "gpu": gpu, "maxTenantShare": share, "overSubscriptionRatio": ratio,
-        "gpuTaint": taint, "gpuPoolLabel": label,
-    })
+def capacity(
+    cpu="64",
+    memory="256Gi",
+    gpu="8",
+    share="0.3",
+    ratio="1.0",
+    taint="nvidia.com/gpu=true:NoSchedule",
+    label="platform.io/pool=gpu",
+) -> Resource:
+    return k8s(
+        "ConfigMap",
+        "platform-capacity",
+        "platform-system",
+        data={
+            "cpu": cpu,
+            "memory": memory,
+            "gpu": gpu,
+            "maxTenantShare": share,
+            "overSubscriptionRatio": ratio,
+            "gpuTaint": taint,
+            "gpuPoolLabel": label,
+        },
+    )
 
 
-def gpu_deployment(namespace: str, name: str = "worker", gpus: float = 1.0, tolerate: bool = True, select: bool = True, **overrides: Any) -> Resource:
+def gpu_deployment(
+    namespace: str,
+    name: str = "worker",
+    gpus: float = 1.0,
+    tolerate: bool = True,
+    select: bool = True,
+    **overrides: Any,
+) -> Resource:
     container = {
         "name": "engine",
         "image": "vllm/vllm-openai:v0.11.2",
@@ -58,17 +102,33 @@ def gpu_deployment(namespace: str, name: str = "worker", gpus: float = 1.0, tole
     if select:
         pod["nodeSelector"] = {"platform.io/pool": "gpu"}
     pod.update(overrides)
-    return k8s("Deployment", name, namespace, "apps/v1", "apps/v1", spec={
-        "replicas": 1.0, "selector": {"matchLabels": {"app": name}},
-        "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
-    })
+    return k8s(
+        "Deployment",
+        name,
+        namespace,
+        "apps/v1",
+        "apps/v1",
+        spec={
+            "replicas": 1.0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod},
+        },
+    )
 
 
 def hpa(namespace: str, target: str, max_replicas: float) -> Resource:
-    return k8s("HorizontalPodAutoscaler", target, namespace, "autoscaling/v2", "autoscaling/v2", spec={
-        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
-        "minReplicas": 1.0, "maxReplicas": max_replicas,
-    })
+    return k8s(
+        "HorizontalPodAutoscaler",
+        target,
+        namespace,
+        "autoscaling/v2",
+        "autoscaling/v2",
+        spec={
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+            "minReplicas": 1.0,
+            "maxReplicas": max_replicas,
+        },
+    )
 
 
 @pytest.fixture

@@ -33,7 +33,9 @@ def test_capacity_share_uses_stack_configmap_over_pack_config(healthy):
     # The pack's fallback capacity would flag acme, but the stack's ConfigMap (8 GPUs) wins.
     assert by_policy(evaluate(healthy, {"capacity": {"gpu": "2"}}), "tenant-capacity-share") == []
     without_configmap = [r for r in healthy if r.kind != "ConfigMap"]
-    flagged = by_policy(evaluate(without_configmap, {"capacity": {"gpu": "2", "cpu": "64", "memory": "256Gi"}}), "tenant-capacity-share")
+    flagged = by_policy(
+        evaluate(without_configmap, {"capacity": {"gpu": "2", "cpu": "64", "memory": "256Gi"}}), "tenant-capacity-share"
+    )
     assert {v.resource for v in flagged} == {"tenant acme", "tenant globex"}
 
 
@@ -57,16 +59,27 @@ def test_hpa_that_outgrows_its_quota(healthy):
 def test_gpu_worker_without_toleration_fails_placement(healthy):
     resources = [r for r in healthy if r.kind != "Deployment"] + [gpu_deployment("acme", tolerate=False)]
     [violation] = by_policy(evaluate(resources), "gpu-placement")
-    assert violation.resource == "Deployment acme/worker" and "does not tolerate the GPU taint 'nvidia.com/gpu'" in violation.message
+    assert (
+        violation.resource == "Deployment acme/worker"
+        and "does not tolerate the GPU taint 'nvidia.com/gpu'" in violation.message
+    )
 
 
 def test_gpu_worker_must_select_the_pool_by_selector_or_affinity(healthy):
     unplaced = [r for r in healthy if r.kind != "Deployment"] + [gpu_deployment("acme", select=False)]
     assert any("does not select the GPU pool" in v.message for v in evaluate(unplaced))
-    affinity = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-        {"matchExpressions": [{"key": "platform.io/pool", "operator": "In", "values": ["gpu"]}]}
-    ]}}}
-    by_affinity = [r for r in healthy if r.kind != "Deployment"] + [gpu_deployment("acme", select=False, affinity=affinity)]
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "platform.io/pool", "operator": "In", "values": ["gpu"]}]}
+                ]
+            }
+        }
+    }
+    by_affinity = [r for r in healthy if r.kind != "Deployment"] + [
+        gpu_deployment("acme", select=False, affinity=affinity)
+    ]
     assert by_policy(evaluate(by_affinity), "gpu-placement") == []
 
 
@@ -79,15 +92,30 @@ def test_gpu_limit_must_equal_request(healthy):
 
 def test_custom_taint_from_the_capacity_configmap(healthy):
     # Seed C's taint: the same worker now fails, since it tolerates nvidia.com/gpu only.
-    resources = [r for r in healthy if r.kind != "ConfigMap"] + [capacity(taint="gpu-only=true:NoSchedule", label="gpu=true")]
+    resources = [r for r in healthy if r.kind != "ConfigMap"] + [
+        capacity(taint="gpu-only=true:NoSchedule", label="gpu=true")
+    ]
     messages = [v.message for v in by_policy(evaluate(resources), "gpu-placement")]
     assert any("'gpu-only'" in m for m in messages) and any("'gpu=true'" in m for m in messages)
 
 
 def test_gpu_daemonset_charts_must_tolerate_the_taint(healthy):
-    plugin = Resource(type="kubernetes:helm.sh/v3:Release", name="dp", urn="urn:dp", props={"name": "nvidia-device-plugin", "chart": "nvidia-device-plugin", "values": {}})
+    plugin = Resource(
+        type="kubernetes:helm.sh/v3:Release",
+        name="dp",
+        urn="urn:dp",
+        props={"name": "nvidia-device-plugin", "chart": "nvidia-device-plugin", "values": {}},
+    )
     assert any("without tolerating" in v.message for v in by_policy(evaluate(healthy + [plugin]), "gpu-placement"))
-    tolerant = Resource(plugin.type, plugin.name, plugin.urn, {**plugin.props, "values": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}})
+    tolerant = Resource(
+        plugin.type,
+        plugin.name,
+        plugin.urn,
+        {
+            **plugin.props,
+            "values": {"tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]},
+        },
+    )
     assert by_policy(evaluate(healthy + [tolerant]), "gpu-placement") == []
 
 
@@ -163,7 +191,11 @@ def test_secrets_hygiene(healthy):
         {"name": "SAFE", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
     ]
     violations = by_policy(evaluate(healthy + [leaky_map, token_value, deployment]), "secrets-hygiene")
-    assert {v.resource for v in violations} == {"ConfigMap acme/settings", "ConfigMap acme/other", "Deployment acme/leaky"}
+    assert {v.resource for v in violations} == {
+        "ConfigMap acme/settings",
+        "ConfigMap acme/other",
+        "Deployment acme/leaky",
+    }
     assert all(v.level == "mandatory" for v in violations)
 
 

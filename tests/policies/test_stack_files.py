@@ -55,7 +55,9 @@ def test_gpu_worker_lacking_the_toleration(write_stack, monkeypatch, tmp_path):
 
     monkeypatch.setattr(worker_module, "pod_spec", without_toleration)
     path = write_stack(stack_config("kind"))
-    result = CliRunner().invoke(app, ["preview", "--stack", "custom", "--stack-file", str(path), "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(
+        app, ["preview", "--stack", "custom", "--stack-file", str(path), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 1
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     culprits = {v["resource"] for v in report["violations"] if v["policy"] == "gpu-placement"}

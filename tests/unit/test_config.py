@@ -98,7 +98,9 @@ def test_error_paths(mutate, expected):
 
 
 def test_namespace_collision_between_tenants():
-    [problem] = problems_of(with_tenants({"name": "a", "tier": "gold", "environments": ["dev"]}, {"name": "a-dev", "tier": "gold"}))
+    [problem] = problems_of(
+        with_tenants({"name": "a", "tier": "gold", "environments": ["dev"]}, {"name": "a-dev", "tier": "gold"})
+    )
     assert "collides with tenant 'a'" in problem
 
 

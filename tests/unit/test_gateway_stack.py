@@ -9,7 +9,11 @@ from tests.conftest import stack_config
 
 
 def objects(capture, kind, namespace="platform-gateway"):
-    return {r.inputs["metadata"]["name"]: r.inputs for r in capture.kubernetes() if r.inputs["kind"] == kind and r.inputs["metadata"].get("namespace") == namespace}
+    return {
+        r.inputs["metadata"]["name"]: r.inputs
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == kind and r.inputs["metadata"].get("namespace") == namespace
+    }
 
 
 def document(capture):
@@ -29,7 +33,12 @@ def test_config_holds_hashes_limits_and_per_tenant_routes(run_program):
     assert acme["upstreams"] == {"llama": "http://llama.acme.svc.cluster.local:8000"}
     assert acme["routes"] == {"mock-llama-8b": {"strategy": "direct", "primary": "llama"}}
     globex = doc["tenants"]["globex"]
-    assert globex["routes"]["mock-llama-8b"] == {"strategy": "canary", "primary": "llama-stable", "canary": "llama-canary", "percent": 10.0}
+    assert globex["routes"]["mock-llama-8b"] == {
+        "strategy": "canary",
+        "primary": "llama-stable",
+        "canary": "llama-canary",
+        "percent": 10.0,
+    }
     # Routing is per tenant: no tenant's upstreams point into another tenant's namespace.
     for name, tenant in doc["tenants"].items():
         for url in tenant["upstreams"].values():
@@ -60,7 +69,9 @@ def test_redis_is_persistent_bounded_and_private(run_program):
     args = redis["template"]["spec"]["containers"][0]["args"]
     assert args[args.index("--maxmemory") + 1] == "256mb" and "noeviction" in args
     policy = objects(capture, "NetworkPolicy")["allow-gateway-to-redis"]["spec"]
-    assert policy["ingress"][0]["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/instance": "gateway"}}}]
+    assert policy["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway", "app.kubernetes.io/instance": "gateway"}}}
+    ]
 
 
 def test_gateway_egress_reaches_only_tenant_workers_redis_and_dns(run_program):

@@ -48,7 +48,9 @@ def test_onprem_pool_uses_seed_c_label_taint_and_time_slicing(run_program):
     assert patch["spec"]["taints"] == [{"key": "gpu-only", "value": "true", "effect": "NoSchedule"}]
     plugin = releases(capture)["nvidia-device-plugin"]
     assert plugin["version"] == "0.20.0"
-    assert {"key": "gpu-only", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in plugin["values"]["tolerations"]
+    assert {"key": "gpu-only", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in plugin["values"][
+        "tolerations"
+    ]
     sharing = yaml.safe_load(plugin["values"]["config"]["map"]["default"])
     assert sharing["sharing"]["timeSlicing"]["resources"] == [{"name": "nvidia.com/gpu", "replicas": 4}]
     assert capacity(capture)["gpu"] == "4"  # 1 GPU x 4 time-slices
@@ -112,7 +114,9 @@ def test_pool_config_errors():
         return caught.value.problems[0]
 
     assert problems({}).startswith("gpuPool.nodes: the fake GPU pool needs")
-    assert problems({"nodes": ["n"], "taint": "gpu-only=true:NoSchedule"}).startswith("gpuPool.taint: fake-gpu-operator")
+    assert problems({"nodes": ["n"], "taint": "gpu-only=true:NoSchedule"}).startswith(
+        "gpuPool.taint: fake-gpu-operator"
+    )
     assert problems({"mode": "onprem", "nodes": ["n"]}).startswith("gpuPool.gpusPerNode")
     assert problems({}, flavour="eks").startswith("gpuPool.eks: the eks GPU pool needs")
     assert "minSize <= desiredSize <= maxSize" in problems(

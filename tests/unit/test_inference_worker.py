@@ -44,7 +44,11 @@ def worker_capture(run_program, **worker):
 
 
 def find(capture, kind):
-    return next(r.inputs for r in capture.kubernetes() if r.inputs["kind"] == kind and r.inputs["metadata"]["namespace"] == "team-a")
+    return next(
+        r.inputs
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == kind and r.inputs["metadata"]["namespace"] == "team-a"
+    )
 
 
 def test_hpa_defaults_follow_seed_e(run_program):
@@ -61,7 +65,9 @@ def test_hpa_defaults_follow_seed_e(run_program):
 
 def test_autoscaling_overrides(run_program):
     capture = worker_capture(
-        run_program, engine="mock", autoscaling={"minReplicas": 2, "maxReplicas": 3, "targetQueueDepth": 2.5, "scaleUpPods": 1}
+        run_program,
+        engine="mock",
+        autoscaling={"minReplicas": 2, "maxReplicas": 3, "targetQueueDepth": 2.5, "scaleUpPods": 1},
     )
     hpa = find(capture, "HorizontalPodAutoscaler")["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
@@ -71,7 +77,13 @@ def test_autoscaling_overrides(run_program):
 
 def test_vllm_worker_args_probes_and_draining(run_program):
     capture = worker_capture(
-        run_program, engine="vllm", gpus=2, tensorParallelSize=2, maxModelLen=8192, hfTokenSecret="hf", cache={"size": "40Gi"}
+        run_program,
+        engine="vllm",
+        gpus=2,
+        tensorParallelSize=2,
+        maxModelLen=8192,
+        hfTokenSecret="hf",
+        cache={"size": "40Gi"},
     )
     pod = find(capture, "Deployment")["spec"]["template"]["spec"]
     [engine] = pod["containers"]
@@ -91,7 +103,9 @@ def test_vllm_worker_args_probes_and_draining(run_program):
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
     # Real engines download weights: they get HTTPS egress, but not to private ranges.
     [policy] = [
-        r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["name"] == "w-internet-egress"
+        r.inputs
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["name"] == "w-internet-egress"
     ]
     egress = policy["spec"]["egress"][0]
     assert egress["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in egress["to"][0]["ipBlock"]["except"]
@@ -113,13 +127,22 @@ def test_worker_service_pdb_and_service_monitor(run_program):
     assert monitor["endpoints"][0]["path"] == "/metrics"
     assert monitor["selector"]["matchLabels"] == service["selector"]
     # A mock needs no internet.
-    assert not [r for r in capture.kubernetes() if r.inputs["kind"] == "NetworkPolicy" and "internet" in r.inputs["metadata"]["name"]]
+    assert not [
+        r
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "NetworkPolicy" and "internet" in r.inputs["metadata"]["name"]
+    ]
 
 
 def test_canary_routes_and_upstreams_are_exported(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     routes = capture.outputs["routes"]["globex"]
-    assert routes["mock-llama-8b"] == {"strategy": "canary", "primary": "llama-stable", "canary": "llama-canary", "percent": 10.0}
+    assert routes["mock-llama-8b"] == {
+        "strategy": "canary",
+        "primary": "llama-stable",
+        "canary": "llama-canary",
+        "percent": 10.0,
+    }
     upstream = capture.outputs["workers"]["globex"]["llama-stable"]["upstream"]
     assert upstream == "http://llama-stable.globex.svc.cluster.local:8000"
 
@@ -128,8 +151,14 @@ def test_canary_routes_and_upstreams_are_exported(run_program):
     ("tenant", "expected"),
     [
         ({"workers": [{"name": "w", "engine": "mock", "model": "m", "environment": "dev"}]}, "workers[0].environment"),
-        ({"routes": {"m": {"strategy": "canary", "primary": "a", "canary": "b", "percent": 5}}}, "routes.m: unknown worker"),
-        ({"workers": [{"name": "w", "engine": "vllm", "model": "m", "gpus": 1, "tensorParallelSize": 2}]}, "tensorParallelSize"),
+        (
+            {"routes": {"m": {"strategy": "canary", "primary": "a", "canary": "b", "percent": 5}}},
+            "routes.m: unknown worker",
+        ),
+        (
+            {"workers": [{"name": "w", "engine": "vllm", "model": "m", "gpus": 1, "tensorParallelSize": 2}]},
+            "tensorParallelSize",
+        ),
         ({"workers": [{"name": "w", "engine": "tgi", "model": "m"}]}, "engine"),
     ],
 )

@@ -17,7 +17,11 @@ def test_kube_prometheus_stack_selects_every_monitor_and_rule(run_program):
     stack = releases(run_program(minimal_config()))["kube-prometheus-stack"]
     assert stack["version"] == "88.5.3"
     spec = stack["values"]["prometheus"]["prometheusSpec"]
-    for key in ("serviceMonitorSelectorNilUsesHelmValues", "podMonitorSelectorNilUsesHelmValues", "ruleSelectorNilUsesHelmValues"):
+    for key in (
+        "serviceMonitorSelectorNilUsesHelmValues",
+        "podMonitorSelectorNilUsesHelmValues",
+        "ruleSelectorNilUsesHelmValues",
+    ):
         assert spec[key] is False
     assert spec["retention"] == "15d"
     assert stack["values"]["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
@@ -29,7 +33,10 @@ def test_fake_pool_gets_a_service_monitor_for_the_fake_exporter(run_program):
     [monitor] = [m for m in custom(capture, "ServiceMonitor") if m["metadata"]["name"] == "fake-gpu-metrics"]
     assert monitor["metadata"]["namespace"] == "gpu-operator"
     assert monitor["spec"]["selector"]["matchLabels"] == {"app": "nvidia-dcgm-exporter"}
-    assert monitor["spec"]["endpoints"][0]["port"] == "gpu-metrics" and monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    assert (
+        monitor["spec"]["endpoints"][0]["port"] == "gpu-metrics"
+        and monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    )
 
 
 def test_real_pool_gets_dcgm_exporter_with_attribution_and_toleration(run_program):

@@ -40,9 +40,10 @@ def test_report_counts_resources_by_type_component_and_tenant(tmp_path, write_st
     # team-a x2, team-b, platform-system, monitoring, platform-gateway
     assert resources["byType"]["kubernetes:core/v1:Namespace"] == 6
     assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 3
-    assert resources["byComponent"]["platform:tenant:TenantStack team-a"] > resources["byComponent"][
-        "platform:tenant:TenantStack team-b"
-    ]
+    assert (
+        resources["byComponent"]["platform:tenant:TenantStack team-a"]
+        > resources["byComponent"]["platform:tenant:TenantStack team-b"]
+    )
     assert set(resources["byTenant"]) == {"team-a", "team-b"}
     assert sum(resources["byType"].values()) == resources["total"]
     assert report["violations"] == []
@@ -97,7 +98,9 @@ def test_schema_validator_reports_wrong_types():
 
 def test_cli_preview_with_stack_file_and_out(tmp_path, write_stack):
     out = tmp_path / "out"
-    result = CliRunner().invoke(app, ["preview", "--stack", "custom", "--stack-file", str(write_stack(minimal_config())), "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["preview", "--stack", "custom", "--stack-file", str(write_stack(minimal_config())), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert "team-a" in result.output and "preview ok" in result.output
     quota = yaml.safe_load((out / "manifests" / "team-a" / "resourcequota-tenant-quota.yaml").read_text())

@@ -113,7 +113,11 @@ def test_roles_grant_nothing_cluster_wide(capture):
 def test_bindings_only_for_configured_members(capture):
     binding = spec_of(capture, "RoleBinding", "tenant-admin", "team-a")
     assert binding["subjects"] == [{"kind": "User", "name": "ann", "apiGroup": "rbac.authorization.k8s.io"}]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "platform-tenant-admin"}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": "platform-tenant-admin",
+    }
     group_binding = spec_of(capture, "RoleBinding", "tenant-user", "team-a")
     assert group_binding["subjects"][0]["kind"] == "Group"
     # team-b configured no members: no bindings at all.
@@ -193,7 +197,11 @@ def test_api_keys_are_secret_and_hashed_for_the_gateway(capture):
 
 
 def test_secret_lives_only_in_the_primary_namespace(capture):
-    namespaces = {r.inputs["metadata"]["namespace"] for r in capture.kubernetes() if r.inputs["kind"] == "Secret" and r.tenant == "team-a"}
+    namespaces = {
+        r.inputs["metadata"]["namespace"]
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "Secret" and r.tenant == "team-a"
+    }
     assert namespaces == {"team-a"}
 
 

@@ -38,9 +38,10 @@ def redis():
 
 @pytest.fixture(scope="session")
 def workers():
-    with mock_worker("--model", "llama", "--model", "qwen", "--slots", "64", "--decode-seconds-per-token", "0") as a, mock_worker(
-        "--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0"
-    ) as b:
+    with (
+        mock_worker("--model", "llama", "--model", "qwen", "--slots", "64", "--decode-seconds-per-token", "0") as a,
+        mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0") as b,
+    ):
         yield a, b
 
 
@@ -48,9 +49,16 @@ def document(workers, **acme_limits):
     a, b = workers
     return {
         "tenants": {
-            "acme": tenant([KEYS["acme"], KEYS["acme2"]], ["llama"], {"stable": a.url, "canary": b.url},
-                           {"llama": {"strategy": "canary", "primary": "stable", "canary": "canary", "percent": 20}}, **acme_limits),
-            "globex": tenant([KEYS["globex"]], ["qwen"], {"main": a.url}, {"qwen": {"strategy": "direct", "primary": "main"}}),
+            "acme": tenant(
+                [KEYS["acme"], KEYS["acme2"]],
+                ["llama"],
+                {"stable": a.url, "canary": b.url},
+                {"llama": {"strategy": "canary", "primary": "stable", "canary": "canary", "percent": 20}},
+                **acme_limits,
+            ),
+            "globex": tenant(
+                [KEYS["globex"]], ["qwen"], {"main": a.url}, {"qwen": {"strategy": "direct", "primary": "main"}}
+            ),
         }
     }
 

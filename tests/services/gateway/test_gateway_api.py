@@ -19,31 +19,57 @@ def client(gw, key):
 
 def test_chat_plain_and_streaming(gw):
     acme = client(gw, KEYS["acme"])
-    raw = acme.chat.completions.with_raw_response.create(model="llama", messages=[{"role": "user", "content": "hello"}], max_tokens=4)
+    raw = acme.chat.completions.with_raw_response.create(
+        model="llama", messages=[{"role": "user", "content": "hello"}], max_tokens=4
+    )
     assert raw.headers["x-upstream"] in ("stable", "canary") and raw.headers["x-request-id"]
     assert raw.parse().usage.completion_tokens == 4
-    chunks = list(acme.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True))
+    chunks = list(
+        acme.chat.completions.create(
+            model="llama", messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices).split().__len__() == 5
     # The gateway asked the engine for usage; the client did not, so it never sees that chunk.
     assert all(c.usage is None for c in chunks)
-    asked = list(acme.chat.completions.create(model="llama", messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True, stream_options={"include_usage": True}))
+    asked = list(
+        acme.chat.completions.create(
+            model="llama",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=2,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert asked[-1].usage.completion_tokens == 2
 
 
 def test_text_completions_and_x_api_key(gw):
-    response = httpx.post(f"{gw.url}/v1/completions", headers={"X-API-Key": KEYS["globex"]}, json={"model": "qwen", "prompt": "once", "max_tokens": 3})
+    response = httpx.post(
+        f"{gw.url}/v1/completions",
+        headers={"X-API-Key": KEYS["globex"]},
+        json={"model": "qwen", "prompt": "once", "max_tokens": 3},
+    )
     assert response.status_code == 200 and response.json()["usage"]["completion_tokens"] == 3
 
 
 def test_tokens_counted_from_usage_including_streams(gw):
     def tokens():
         text = httpx.get(f"{gw.url}/metrics").text
-        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith('gateway_tokens_total{kind="completion",model="qwen",tenant="globex"}'))
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith('gateway_tokens_total{kind="completion",model="qwen",tenant="globex"}')
+        )
 
     before = tokens()
     globex = client(gw, KEYS["globex"])
     globex.chat.completions.create(model="qwen", messages=[{"role": "user", "content": "a"}], max_tokens=3)
-    list(globex.chat.completions.create(model="qwen", messages=[{"role": "user", "content": "a"}], max_tokens=4, stream=True))
+    list(
+        globex.chat.completions.create(
+            model="qwen", messages=[{"role": "user", "content": "a"}], max_tokens=4, stream=True
+        )
+    )
     assert tokens() - before == 7
 
 
@@ -78,11 +104,19 @@ def test_rotated_keys_both_work(gw):
 def test_canary_split_and_sticky_request_ids(gw):
     seen = collections.Counter()
     for _ in range(300):
-        response = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEYS['acme']}"}, json={"model": "llama", "messages": [], "max_tokens": 1})
+        response = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEYS['acme']}"},
+            json={"model": "llama", "messages": [], "max_tokens": 1},
+        )
         seen[response.headers["x-upstream"]] += 1
     assert 0.12 <= seen["canary"] / 300 <= 0.28, seen
     sticky = {
-        httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEYS['acme']}", "x-request-id": "req-42"}, json={"model": "llama", "messages": [], "max_tokens": 1}).headers["x-upstream"]
+        httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {KEYS['acme']}", "x-request-id": "req-42"},
+            json={"model": "llama", "messages": [], "max_tokens": 1},
+        ).headers["x-upstream"]
         for _ in range(10)
     }
     assert len(sticky) == 1
@@ -101,7 +135,11 @@ def test_canary_split_and_sticky_request_ids(gw):
     ],
 )
 def test_bad_input(gw, body, status):
-    response = httpx.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {KEYS['acme']}", "Content-Type": "application/json"}, content=body)
+    response = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEYS['acme']}", "Content-Type": "application/json"},
+        content=body,
+    )
     assert response.status_code == status
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
 
@@ -140,7 +178,11 @@ def test_logs_never_contain_keys_or_prompts(tmp_path, redis, workers):
     prompt = "TOP-SECRET-PROMPT-TEXT"
     with gateway(config, redis.url, log_path=log, reload_interval_seconds=0.2) as service:
         for key, model in ((KEYS["acme"], "llama"),) * 4 + ((KEYS["globex"], "qwen"),) * 2:
-            httpx.post(f"{service.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"}, json={"model": model, "messages": [{"role": "user", "content": prompt}]})
+            httpx.post(
+                f"{service.url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"model": model, "messages": [{"role": "user", "content": prompt}]},
+            )
         config.write_text("{broken")  # a failed reload is logged too
         time.sleep(0.6)
     text = log.read_text()

@@ -9,7 +9,6 @@ import threading
 import time
 
 import httpx
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,7 +54,10 @@ def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers)
         metrics = httpx.get(f"{service.url}/metrics").text
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 60
-    assert refused.headers["x-ratelimit-limit-requests"] == "1" and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert (
+        refused.headers["x-ratelimit-limit-requests"] == "1"
+        and refused.headers["x-ratelimit-remaining-requests"] == "0"
+    )
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert 'gateway_rate_limited_total{reason="requests",tenant="headers-test"} 1.0' in metrics
 
@@ -67,7 +69,9 @@ def test_redis_killed_mid_test_keeps_serving_and_says_so(tmp_path, workers):
             assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.url}/metrics").text
             own_redis.process.kill()
             own_redis.process.wait()
-            codes = [httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code for _ in range(20)]
+            codes = [
+                httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code for _ in range(20)
+            ]
             assert codes == [200] * 20
             assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.url}/metrics").text
 
@@ -87,7 +91,13 @@ def test_upstream_killed_mid_stream(tmp_path, redis):
         doc["tenants"]["acme"]["routes"]["llama"] = {"strategy": "direct", "primary": "stable"}
         with gateway(write(tmp_path, doc), redis.url) as service:
             received = []
-            with httpx.stream("POST", f"{service.url}/v1/chat/completions", headers=AUTH, json={**BODY, "max_tokens": 200, "stream": True}, timeout=30) as response:
+            with httpx.stream(
+                "POST",
+                f"{service.url}/v1/chat/completions",
+                headers=AUTH,
+                json={**BODY, "max_tokens": 200, "stream": True},
+                timeout=30,
+            ) as response:
                 assert response.status_code == 200
                 for chunk in response.iter_bytes():
                     received.append(chunk)
@@ -95,7 +105,10 @@ def test_upstream_killed_mid_stream(tmp_path, redis):
                         slow.process.kill()
             body = b"".join(received)
             assert b"[DONE]" not in body
-            assert body.rstrip().endswith(b"}}") and b'"code": "upstream_error"' in body.splitlines()[-2] + body.splitlines()[-1]
+            assert (
+                body.rstrip().endswith(b"}}")
+                and b'"code": "upstream_error"' in body.splitlines()[-2] + body.splitlines()[-1]
+            )
             assert httpx.get(f"{service.url}/healthz").status_code == 200
             after = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
             assert after.status_code == 502 and after.json()["error"]["code"] == "upstream_error"
@@ -126,7 +139,14 @@ def test_sigterm_under_load_drops_no_request(tmp_path, redis):
 
             def send():
                 try:
-                    results.append(httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json={**BODY, "max_tokens": 50}, timeout=30).status_code)
+                    results.append(
+                        httpx.post(
+                            f"{service.url}/v1/chat/completions",
+                            headers=AUTH,
+                            json={**BODY, "max_tokens": 50},
+                            timeout=30,
+                        ).status_code
+                    )
                 except httpx.HTTPError as exc:
                     results.append(repr(exc))
 
@@ -149,14 +169,29 @@ JSONISH = st.recursive(
 BODIES = st.one_of(
     st.binary(max_size=200),
     JSONISH.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH}, optional={"max_tokens": JSONISH, "stream": JSONISH, "stream_options": JSONISH}).map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH},
+        optional={"max_tokens": JSONISH, "stream": JSONISH, "stream_options": JSONISH},
+    ).map(lambda v: json.dumps(v).encode()),
 )
 # Leading or trailing blanks are refused by the client library itself, before the gateway sees them.
 HEADER_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40).map(str.strip)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(body=BODIES, auth=st.one_of(st.just(f"Bearer {KEYS['acme']}"), HEADER_TEXT), path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]), extra=HEADER_TEXT)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    body=BODIES,
+    auth=st.one_of(st.just(f"Bearer {KEYS['acme']}"), HEADER_TEXT),
+    path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+    extra=HEADER_TEXT,
+)
 def test_fuzzed_bodies_and_headers_never_5xx(gw, body, auth, path, extra):
-    response = httpx.post(f"{gw.url}{path}", content=body, headers={"Authorization": auth, "X-Request-Id": extra, "Content-Type": "application/json"}, timeout=10)
+    response = httpx.post(
+        f"{gw.url}{path}",
+        content=body,
+        headers={"Authorization": auth, "X-Request-Id": extra, "Content-Type": "application/json"},
+        timeout=10,
+    )
     assert response.status_code < 500, (response.status_code, response.text[:200])

@@ -47,7 +47,9 @@ def test_weights_share_a_contended_budget():
             scheduler.release(tenant)
 
         blocker = asyncio.create_task(request("warmup", 1))
-        tasks = [asyncio.create_task(request("gold", 4)) for _ in range(40)] + [asyncio.create_task(request("bronze", 1)) for _ in range(40)]
+        tasks = [asyncio.create_task(request("gold", 4)) for _ in range(40)] + [
+            asyncio.create_task(request("bronze", 1)) for _ in range(40)
+        ]
         await asyncio.gather(blocker, *tasks)
         return served[1:41]
 

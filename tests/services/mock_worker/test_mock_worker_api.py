@@ -32,10 +32,12 @@ def test_chat_completion_honours_max_tokens_and_reports_usage(client: openai.Ope
 
 
 def test_prompt_tokens_grow_with_the_prompt(client: openai.OpenAI) -> None:
-    short = client.chat.completions.create(model="mock-llama", max_tokens=1,
-                                           messages=[{"role": "user", "content": "hi"}])
-    long = client.chat.completions.create(model="mock-llama", max_tokens=1,
-                                          messages=[{"role": "user", "content": "hi " * 400}])
+    short = client.chat.completions.create(
+        model="mock-llama", max_tokens=1, messages=[{"role": "user", "content": "hi"}]
+    )
+    long = client.chat.completions.create(
+        model="mock-llama", max_tokens=1, messages=[{"role": "user", "content": "hi " * 400}]
+    )
     assert long.usage.prompt_tokens > short.usage.prompt_tokens + 100
 
 
@@ -47,8 +49,9 @@ def test_default_output_length_is_small(client: openai.OpenAI) -> None:
 
 def test_chat_stream_matches_plain_answer_and_ends_with_usage(client: openai.OpenAI) -> None:
     plain = client.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=5)
-    stream = client.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=5,
-                                            stream=True, stream_options={"include_usage": True})
+    stream = client.chat.completions.create(
+        model="mock-llama", messages=PROMPT, max_tokens=5, stream=True, stream_options={"include_usage": True}
+    )
     chunks = list(stream)
     assert all(c.object == "chat.completion.chunk" for c in chunks)
     assert len({c.id for c in chunks}) == 1
@@ -65,8 +68,7 @@ def test_chat_stream_matches_plain_answer_and_ends_with_usage(client: openai.Ope
 
 
 def test_chat_stream_without_include_usage_has_no_usage(client: openai.OpenAI) -> None:
-    chunks = list(client.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=3,
-                                                 stream=True))
+    chunks = list(client.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=3, stream=True))
     assert all(c.choices for c in chunks)
     assert all(getattr(c, "usage", None) is None for c in chunks)
 
@@ -87,8 +89,15 @@ def test_completion_plain_and_stream(client: openai.OpenAI) -> None:
     assert plain.object == "text_completion"
     assert len(plain.choices[0].text.split()) == 6
     assert plain.usage.completion_tokens == 6
-    chunks = list(client.completions.create(model="mock-llama", prompt="Once upon a time", max_tokens=6,
-                                            stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.completions.create(
+            model="mock-llama",
+            prompt="Once upon a time",
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     assert "".join(c.choices[0].text for c in chunks if c.choices) == plain.choices[0].text
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
 
@@ -108,8 +117,12 @@ def test_unknown_model_is_404_model_not_found(client: openai.OpenAI) -> None:
 
 
 def test_bad_json_is_400_openai_error(worker) -> None:
-    resp = httpx.post(f"{worker.openai_base_url}/chat/completions", content=b'{"model": ',
-                      headers={"content-type": "application/json"}, timeout=10)
+    resp = httpx.post(
+        f"{worker.openai_base_url}/chat/completions",
+        content=b'{"model": ',
+        headers={"content-type": "application/json"},
+        timeout=10,
+    )
     assert resp.status_code == 400
     error = resp.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -130,15 +143,16 @@ def test_health_answers(worker) -> None:
 
 def test_stream_without_decode_time_has_the_same_shape() -> None:
     # With no decode delay the worker sends the whole SSE body at once (benchmark path).
-    with run_mock_worker() as fast, openai.OpenAI(base_url=fast.openai_base_url, api_key="unused",
-                                                  max_retries=0) as c:
+    with run_mock_worker() as fast, openai.OpenAI(base_url=fast.openai_base_url, api_key="unused", max_retries=0) as c:
         plain = c.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=4)
-        chunks = list(c.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=4, stream=True,
-                                                stream_options={"include_usage": True}))
+        chunks = list(
+            c.chat.completions.create(
+                model="mock-llama", messages=PROMPT, max_tokens=4, stream=True, stream_options={"include_usage": True}
+            )
+        )
         text_chunks = list(c.completions.create(model="mock-llama", prompt="x", max_tokens=4, stream=True))
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == \
-        plain.choices[0].message.content
+    assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices) == plain.choices[0].message.content
     assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
     assert len(text_chunks) == 4 + 1
     assert text_chunks[-1].choices[0].finish_reason == "length"

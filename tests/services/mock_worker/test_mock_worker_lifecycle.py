@@ -38,8 +38,13 @@ def test_unknown_setting_is_rejected() -> None:
 
 
 def test_invalid_flag_value_exits_naming_the_setting() -> None:
-    result = subprocess.run([sys.executable, "-m", "services.mock_worker", "--slots", "0"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "services.mock_worker", "--slots", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode != 0
     assert "slots" in result.stderr
 
@@ -52,8 +57,11 @@ def test_dropped_stream_frees_its_slot() -> None:
             first = next(resp.iter_lines())
             assert first.startswith("data: ")
         started = time.monotonic()
-        quick = httpx.post(f"{worker.openai_base_url}/completions", timeout=10,
-                           json={"model": "mock-llama", "prompt": "next", "max_tokens": 2})
+        quick = httpx.post(
+            f"{worker.openai_base_url}/completions",
+            timeout=10,
+            json={"model": "mock-llama", "prompt": "next", "max_tokens": 2},
+        )
         assert quick.status_code == 200
         assert time.monotonic() - started < 2, "the dropped stream kept its slot"
         scraped = parse_metrics(worker.metrics_text())

@@ -22,18 +22,24 @@ def _load(base_url: str, requests: int, max_tokens: int) -> list[int]:
 
     async def go() -> list[int]:
         async with openai.AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=30) as c:
-            results = await asyncio.gather(*(
-                c.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=max_tokens)
-                for _ in range(requests)))
+            results = await asyncio.gather(
+                *(
+                    c.chat.completions.create(model="mock-llama", messages=PROMPT, max_tokens=max_tokens)
+                    for _ in range(requests)
+                )
+            )
         return [r.usage.completion_tokens for r in results]
 
     return asyncio.run(go())
 
 
-@pytest.mark.parametrize("engine, waiting_name, running_name", [
-    ("vllm", "vllm:num_requests_waiting", "vllm:num_requests_running"),
-    ("sglang", "sglang:num_queue_reqs", "sglang:num_running_reqs"),
-])
+@pytest.mark.parametrize(
+    "engine, waiting_name, running_name",
+    [
+        ("vllm", "vllm:num_requests_waiting", "vllm:num_requests_running"),
+        ("sglang", "sglang:num_queue_reqs", "sglang:num_running_reqs"),
+    ],
+)
 def test_queue_depth_rises_under_load_and_drains(engine: str, waiting_name: str, running_name: str) -> None:
     # 8 requests x 10 tokens x 20 ms on 2 slots: about 0.8 s with up to 6 queued.
     with run_mock_worker(engine=engine, slots=SLOTS, decode_seconds_per_token=0.02) as worker:
@@ -65,10 +71,12 @@ def test_queue_depth_rises_under_load_and_drains(engine: str, waiting_name: str,
 def test_counters_and_histograms_follow_the_tokens_served(worker, client: openai.OpenAI) -> None:
     labels = {"model_name": "mock-mistral"}
     before = parse_metrics(worker.metrics_text())
-    usages = [client.chat.completions.create(model="mock-mistral", messages=PROMPT, max_tokens=n).usage
-              for n in (1, 4, 9)]
-    stream = client.completions.create(model="mock-mistral", prompt="count me too", max_tokens=5,
-                                       stream=True, stream_options={"include_usage": True})
+    usages = [
+        client.chat.completions.create(model="mock-mistral", messages=PROMPT, max_tokens=n).usage for n in (1, 4, 9)
+    ]
+    stream = client.completions.create(
+        model="mock-mistral", prompt="count me too", max_tokens=5, stream=True, stream_options={"include_usage": True}
+    )
     usages.append(list(stream)[-1].usage)
     after = parse_metrics(worker.metrics_text())
 
@@ -100,8 +108,9 @@ def test_sglang_flavour_exports_sglang_names_only() -> None:
 
 def test_failure_rate_one_gives_500_openai_error() -> None:
     with run_mock_worker(failure_rate=1.0) as worker:
-        resp = httpx.post(f"{worker.openai_base_url}/chat/completions", timeout=10,
-                          json={"model": "mock-llama", "messages": PROMPT})
+        resp = httpx.post(
+            f"{worker.openai_base_url}/chat/completions", timeout=10, json={"model": "mock-llama", "messages": PROMPT}
+        )
         with openai.OpenAI(base_url=worker.openai_base_url, api_key="unused", max_retries=0) as c:
             with pytest.raises(openai.InternalServerError):
                 c.completions.create(model="mock-llama", prompt="x")
