@@ -36,7 +36,7 @@ ci: test policy checkov ## what .ci/run runs
 	touch $@
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check infra components tests
+	$(BIN)/ruff check infra components policies services tests bench
 
 venv: $(VENV)/.dev
 

@@ -129,7 +129,7 @@ class Tenant(Model):
                     f"environments {self.environments}"
                 )
         for model, route in self.routes.items():
-            for worker_name in route.workers:
+            for worker_name in route.upstream_names:
                 if worker_name not in by_name:
                     raise ValueError(
                         f"routes.{model}: unknown worker {worker_name!r} (tenant {self.name!r} has {names})"

@@ -7,6 +7,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.config.base import Model, Quantity, dns_label
+# The gateway's own route model: the stack file and the gateway's document share one definition.
+from services.gateway.config import Route
+
+__all__ = ["Autoscaling", "ModelCache", "Route", "Worker"]
 
 
 class Autoscaling(Model):
@@ -68,28 +72,3 @@ class Worker(Model):
     @property
     def served_name(self) -> str:
         return self.served_model_name or self.model
-
-
-class Route(Model):
-    """How the gateway spreads one model's traffic over a tenant's workers (seed B's shape)."""
-
-    strategy: Literal["direct", "weighted", "canary"]
-    primary: str | None = None
-    canary: str | None = None
-    percent: float | None = Field(default=None, ge=0, le=100)
-    weights: dict[str, float] = {}
-
-    @model_validator(mode="after")
-    def _shape(self) -> Route:
-        if self.strategy == "canary" and (not self.primary or not self.canary or self.percent is None):
-            raise ValueError("a canary route needs primary, canary and percent")
-        if self.strategy == "direct" and not self.primary:
-            raise ValueError("a direct route needs primary")
-        if self.strategy == "weighted" and not self.weights:
-            raise ValueError("a weighted route needs weights")
-        return self
-
-    @property
-    def workers(self) -> list[str]:
-        names = list(self.weights) if self.strategy == "weighted" else [self.primary, self.canary]
-        return [name for name in names if name]

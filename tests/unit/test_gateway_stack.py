@@ -89,3 +89,17 @@ def test_exposure_gateway_api_by_default_and_ingress_when_asked(run_program):
     minikube = run_program(stack_config("minikube"), stack="minikube")
     [ingress] = objects(minikube, "Ingress").values()
     assert ingress["spec"]["ingressClassName"] == "nginx" and not objects(minikube, "HTTPRoute")
+
+
+def test_the_document_is_what_the_gateway_accepts(run_program):
+    """The contract between GatewayStack and the gateway: its own models parse the generated document."""
+    from services.gateway.config import Document, KeyIndex, validate
+
+    for stack in ("kind", "gpu-cloud"):
+        capture = run_program(stack_config(stack), stack=stack)
+        parsed = validate(Document.model_validate(document(capture)))
+        index = KeyIndex(parsed)
+        for tenant in parsed.tenants:
+            # Every shipped tenant has a prod environment, whose namespace is the tenant's name.
+            keys = capture.find("Secret", "tenant-api-keys", tenant).inputs["stringData"]["value"]
+            assert {index.tenant(key) for key in keys.values()} == {tenant}
