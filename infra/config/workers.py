@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from infra.config.base import Model, Quantity, dns_label
+
 # The gateway's own route model: the stack file and the gateway's document share one definition.
 from services.gateway.config import Route
 
