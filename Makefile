@@ -28,7 +28,7 @@ demo: $(VENV)/.dev ## the kind stack's data plane locally: Redis, mock workers, 
 	scripts/install-system-packages.sh
 	$(BIN)/python -m infra.demo
 
-ci: test policy checkov ## what .ci/run runs
+ci: test lint policy checkov ## what .ci/run runs
 
 .venv-checkov/.installed: policies/requirements-ci.txt
 	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
