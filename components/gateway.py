@@ -161,7 +161,8 @@ class GatewayStack(pulumi.ComponentResource):
                     "metadata": {"labels": common},
                     "spec": {
                         "automountServiceAccountToken": False,
-                        "securityContext": _pod_security(999),
+                        # Any high uid works: redis only needs /data, which fsGroup makes writable.
+                        "securityContext": _pod_security(10001),
                         "containers": [
                             {
                                 "name": "redis",
