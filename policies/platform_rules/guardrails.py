@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 
 from .model import PolicyConfig, Resource, tenant_namespaces
@@ -18,8 +19,11 @@ def _is_default_deny(policy: Resource) -> bool:
 
 
 def tenant_guardrails(resources: list[Resource], config: PolicyConfig) -> Iterator[tuple[str, str]]:
+    by_namespace: dict[str, list[Resource]] = defaultdict(list)
+    for resource in resources:
+        by_namespace[resource.namespace or ""].append(resource)
     for namespace, tenant in sorted(tenant_namespaces(resources).items()):
-        inside = [r for r in resources if r.namespace == namespace]
+        inside = by_namespace[namespace]
         quotas = [r for r in inside if r.kind == "ResourceQuota"]
         where = f"Namespace {namespace}"
         if not any("requests.nvidia.com/gpu" in ((q.props.get("spec") or {}).get("hard") or {}) for q in quotas):
