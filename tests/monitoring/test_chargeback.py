@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from infra.chargeback import ChargebackError, collect, render, window_seconds
 from infra.cli import app
 from infra.config import Pricing
-from tests.monitoring.fake_prometheus import serve
+from tests.monitoring.http_stub import prometheus_api, serve
 
 
 def vector(*samples):
@@ -38,7 +38,7 @@ PRICING = Pricing(
 
 
 def test_costs_apply_prices_and_tier_multipliers():
-    with serve(answer) as (url, seen):
+    with serve(prometheus_api(answer)) as (url, seen):
         rows = {
             r.tenant: r for r in collect(url, "30d", PRICING, {"acme": "gold", "globex": "silver", "initech": "bronze"})
         }
@@ -51,7 +51,7 @@ def test_costs_apply_prices_and_tier_multipliers():
 
 
 def test_formats():
-    with serve(answer) as (url, _):
+    with serve(prometheus_api(answer)) as (url, _):
         rows = collect(url, "7d", PRICING, {"acme": "gold"})
     table = render(rows, "table", "USD")
     assert "acme" in table and "all tenants" in table and "USD" in table
@@ -73,13 +73,13 @@ def test_unreachable_prometheus_is_a_clear_error():
 
 
 def test_prometheus_errors_are_reported():
-    with serve(lambda q: (400, {"status": "error", "error": "parse error"})) as (url, _):
+    with serve(prometheus_api(lambda q: (400, {"status": "error", "error": "parse error"}))) as (url, _):
         with pytest.raises(ChargebackError, match="answered 400"):
             collect(url, "1d", PRICING, {})
 
 
 def test_cli_chargeback(tmp_path):
-    with serve(answer) as (url, _):
+    with serve(prometheus_api(answer)) as (url, _):
         result = CliRunner().invoke(
             app, ["chargeback", "--prometheus", url, "--since", "30d", "--format", "json", "--stack", "kind"]
         )

@@ -11,9 +11,7 @@ import contextlib
 import hashlib
 import shutil
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -24,6 +22,7 @@ from components.monitoring_rules import rule_groups
 from infra.config import Pricing, Thresholds
 from services.gateway.process import gateway, redis_server, write_config
 from services.mock_worker.process import free_port, mock_worker, stop, wait_healthy
+from tests.monitoring.http_stub import serve
 from tests.monitoring.test_dashboards import DASHBOARDS, queries, substitute
 
 PROMETHEUS = shutil.which("prometheus")
@@ -39,27 +38,8 @@ kube_pod_container_resource_requests{namespace="globex",pod="w-globex",container
 """
 
 
-@contextlib.contextmanager
 def static_exporter():
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            body = STATIC.encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    return serve(lambda _path, _params: (200, "text/plain; version=0.0.4", STATIC.encode()))
 
 
 def target(url: str) -> str:
@@ -96,7 +76,7 @@ def platform(tmp_path_factory):
             }
         }
         gw = stack.enter_context(gateway(write_config(doc, work), redis.url))
-        exporter = stack.enter_context(static_exporter())
+        exporter = target(stack.enter_context(static_exporter())[0])
         groups = rule_groups(
             {"acme": "acme", "globex": "globex"},
             {"acme": "gold", "globex": "gold"},
