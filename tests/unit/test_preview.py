@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from tests.conftest import STACKS, minimal_config
 
 
 def quiet() -> Console:
-    return Console(file=open("/dev/null", "w"))
+    return Console(file=io.StringIO())
 
 
 @pytest.mark.parametrize("stack", STACKS)
