@@ -136,6 +136,16 @@ def create_app(settings: GatewaySettings) -> Starlette:
             headers=headers,
         )
 
+    def queue_full(name: str, model: str, ids: dict[str, str]) -> Response:
+        metrics.rate_limited.labels(name, "queue").inc()
+        metrics.requests.labels(name, model, "", "429").inc()
+        return error(
+            429,
+            "too many requests in flight for this tenant",
+            code="rate_limit_concurrency",
+            headers={"retry-after": "1", **ids},
+        )
+
     def authenticate(request: Request) -> tuple[str, tenants_config.Tenant] | Response:
         key = api_key(request)
         if key is None:
@@ -176,6 +186,9 @@ def create_app(settings: GatewaySettings) -> Starlette:
         request_id = request.headers.get("x-request-id") or os.urandom(16).hex()
         ids = {"x-request-id": request_id}
 
+        if not scheduler.has_room(name):
+            # Refused before the shared limit is charged: a refused request must not use up the tenant's quota.
+            return queue_full(name, model, ids)
         cost = len(raw) // 4 + int(
             body.get("max_completion_tokens") or body.get("max_tokens") or settings.default_max_tokens
         )
@@ -198,14 +211,7 @@ def create_app(settings: GatewaySettings) -> Starlette:
             finally:
                 queue_gauge.dec()
         except QueueFull:
-            metrics.rate_limited.labels(name, "queue").inc()
-            metrics.requests.labels(name, model, "", "429").inc()
-            return error(
-                429,
-                "too many requests in flight for this tenant",
-                code="rate_limit_concurrency",
-                headers={"retry-after": "1", **ids},
-            )
+            return queue_full(name, model, ids)
         inflight_gauge.inc()
         released = False
         handed_to_stream = False  # from then on the stream's generator releases the slot

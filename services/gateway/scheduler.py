@@ -6,6 +6,10 @@ idle re-enters at the current virtual time, so it cannot bank credit. A flooding
 only its own queue (then gets 429) and gets at most its weight's share when the budget is
 contended, so it cannot raise another tenant's latency. Hand-written: no maintained asyncio
 library implements weighted fair queuing across keys.
+
+Invariant: after every change, either the budget is spent or no tenant below its own cap is
+waiting. So a request whose tenant is below its cap, with budget left, is granted at once:
+waiters held back by their own tenant's cap never delay anyone else.
 """
 
 from __future__ import annotations
@@ -35,13 +39,16 @@ class FairScheduler:
         self.active = 0
         self.vclock = 0.0
         self.tenants: dict[str, _Tenant] = {}
+        # Tenants with waiters: dispatch looks only at these, so a release costs nothing per idle tenant.
+        self.backlog: dict[str, _Tenant] = {}
 
     def _tenant(self, name: str, weight: float, cap: int, max_queue: int) -> _Tenant:
         state = self.tenants.get(name)
         if state is None:
             state = self.tenants[name] = _Tenant(weight, cap, max_queue)
-        else:  # limits may change on reload
+        elif (state.weight, state.cap, state.max_queue) != (weight, cap, max_queue):  # limits reloaded
             state.weight, state.cap, state.max_queue = weight, cap, max_queue
+            self._dispatch()  # a raised cap may let waiters go
         return state
 
     def queued(self, name: str) -> int:
@@ -52,46 +59,57 @@ class FairScheduler:
         state = self.tenants.get(name)
         return state.inflight if state else 0
 
+    def _can_start(self, state: _Tenant) -> bool:
+        return state.inflight < state.cap and self.active < self.capacity and not state.waiters
+
+    def has_room(self, name: str) -> bool:
+        """False when a request of this tenant would be refused with QueueFull right now."""
+        state = self.tenants.get(name)
+        return state is None or self._can_start(state) or len(state.waiters) < state.max_queue
+
     def _grant(self, state: _Tenant) -> None:
         state.vtime = max(state.vtime, self.vclock) + 1.0 / state.weight
         state.inflight += 1
         self.active += 1
 
-    def _anyone_waiting(self) -> bool:
-        return any(s.waiters for s in self.tenants.values())
-
     async def acquire(self, name: str, weight: float, cap: int, max_queue: int) -> None:
         """Wait for a slot; raises QueueFull when the tenant's queue is full."""
         state = self._tenant(name, weight, cap, max_queue)
-        if state.inflight < state.cap and self.active < self.capacity and not self._anyone_waiting():
+        if self._can_start(state):
             self._grant(state)
             return
         if len(state.waiters) >= state.max_queue:
             raise QueueFull(name)
         future = asyncio.get_running_loop().create_future()
         state.waiters.append(future)
+        self.backlog[name] = state
         try:
             await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
                 self.release(name)  # granted just as the client went away
-            else:
+            elif future in state.waiters:  # dispatch may already have dropped it
                 state.waiters.remove(future)
+                if not state.waiters:
+                    self.backlog.pop(name, None)
             raise
 
     def release(self, name: str) -> None:
         state = self.tenants[name]
         state.inflight -= 1
         self.active -= 1
-        self._dispatch()
+        if self.backlog:
+            self._dispatch()
 
     def _dispatch(self) -> None:
         while self.active < self.capacity:
-            eligible = [s for s in self.tenants.values() if s.waiters and s.inflight < s.cap]
+            eligible = [(n, s) for n, s in self.backlog.items() if s.inflight < s.cap]
             if not eligible:
                 return
-            state = min(eligible, key=lambda s: max(s.vtime, self.vclock))
+            name, state = min(eligible, key=lambda item: max(item[1].vtime, self.vclock))
             future = state.waiters.popleft()
+            if not state.waiters:
+                del self.backlog[name]
             if future.cancelled():
                 continue
             self.vclock = max(self.vclock, state.vtime)

@@ -38,6 +38,11 @@ def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, 
         def send(i):
             return httpx.post(f"{urls[i % 3]}/v1/chat/completions", headers=AUTH, json=BODY, timeout=30).status_code
 
+        # The sliding window weighs the previous minute by how much of it still overlaps, so a burst
+        # that crosses a minute boundary is rightly allowed a few more requests: keep the burst in one minute.
+        left_in_minute = 60 - time.time() % 60
+        if left_in_minute < 20:
+            time.sleep(left_in_minute + 0.1)
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             codes = list(pool.map(send, range(3 * limit)))
     admitted = codes.count(200)

@@ -87,3 +87,53 @@ def test_cancelled_waiter_gives_its_place_back():
         assert scheduler.active == 0 and scheduler.queued("b") == 0
 
     run(scenario())
+
+
+def test_waiters_held_by_their_own_cap_do_not_delay_others():
+    async def scenario():
+        scheduler = FairScheduler(capacity=4)
+        await scheduler.acquire("a", 1, cap=2, max_queue=4)
+        await scheduler.acquire("a", 1, cap=2, max_queue=4)
+        queued_a = [asyncio.create_task(scheduler.acquire("a", 1, cap=2, max_queue=4)) for _ in range(4)]
+        await asyncio.sleep(0)
+        assert scheduler.queued("a") == 4 and not scheduler.has_room("a")
+        # Budget is left and b is under its cap: b starts without waiting for one of a's releases.
+        granted = asyncio.create_task(scheduler.acquire("b", 1, cap=8, max_queue=8))
+        await asyncio.sleep(0)
+        assert granted.done() and scheduler.inflight("b") == 1
+        for task in queued_a:
+            task.cancel()
+        await asyncio.gather(*queued_a, return_exceptions=True)
+        assert scheduler.queued("a") == 0 and scheduler.has_room("a")
+
+    run(scenario())
+
+
+def test_raised_cap_on_reload_lets_waiters_go():
+    async def scenario():
+        scheduler = FairScheduler(capacity=10)
+        await scheduler.acquire("a", 1, cap=1, max_queue=4)
+        waiter = asyncio.create_task(scheduler.acquire("a", 1, cap=1, max_queue=4))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        # The next request arrives with the reloaded limits (cap 3): the waiter goes too.
+        await asyncio.wait_for(scheduler.acquire("a", 1, cap=3, max_queue=4), timeout=1)
+        await asyncio.sleep(0)
+        assert waiter.done() and scheduler.inflight("a") == 3
+
+    run(scenario())
+
+
+def test_waiter_cancelled_after_dispatch_skipped_it():
+    async def scenario():
+        scheduler = FairScheduler(capacity=1)
+        await scheduler.acquire("a", 1, cap=5, max_queue=5)
+        waiter = asyncio.create_task(scheduler.acquire("b", 1, cap=5, max_queue=5))
+        await asyncio.sleep(0)
+        waiter.cancel()
+        scheduler.release("a")  # dispatch meets the cancelled future before its task has run
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert scheduler.active == 0 and scheduler.queued("b") == 0
+
+    run(scenario())
