@@ -8,7 +8,7 @@ import sys
 import uvicorn
 
 from services.gateway import logs
-from services.gateway.app import create_app
+from services.gateway.app import Gateway
 from services.gateway.config import ConfigError
 from services.gateway.settings import GatewaySettings
 
@@ -29,7 +29,7 @@ def main() -> None:
     settings = GatewaySettings()
     logs.configure(settings.log_level)
     try:
-        app = create_app(settings)
+        app = Gateway(settings)
     except ConfigError as exc:
         logging.getLogger("gateway").error("cannot start", extra={"problem": str(exc)})
         sys.exit(2)
@@ -42,8 +42,10 @@ def main() -> None:
         log_config=None,  # keep the JSON handler for uvicorn's own messages
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
         lifespan="on",
+        server_header=False,
+        proxy_headers=False,  # nothing reads the client address: skip the middleware on every request
     )
-    DrainingServer(config, app.state.gateway).run()
+    DrainingServer(config, app.state).run()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import hashlib
 import json
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -71,8 +72,8 @@ class ConfigError(Exception):
     pass
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+def hash_key(key: str | bytes) -> str:
+    return hashlib.sha256(key if isinstance(key, bytes) else key.encode("utf-8")).hexdigest()
 
 
 def parse_upstreams(text: str) -> dict[str, str]:
@@ -109,6 +110,10 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
 
 def validate(document: Document) -> Document:
     for name, tenant in document.tenants.items():
+        for upstream, url in tenant.upstreams.items():
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"tenants.{name}.upstreams.{upstream}: {url!r} is not an http:// or https:// URL")
         for model, route in tenant.routes.items():
             missing = [u for u in route.upstream_names if u not in tenant.upstreams]
             if missing:
@@ -142,5 +147,5 @@ class KeyIndex:
             for digest in tenant.key_hashes:
                 self.tenant_of[digest.lower()] = name
 
-    def tenant(self, key: str) -> str | None:
+    def tenant(self, key: str | bytes) -> str | None:
         return self.tenant_of.get(hash_key(key))

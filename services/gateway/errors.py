@@ -1,16 +1,17 @@
-"""OpenAI-style error responses."""
+"""OpenAI-style error replies."""
 
 from __future__ import annotations
 
-import json
+import orjson
 
-from starlette.responses import Response
+from services.gateway.asgi import Headers, Reply
 
 _TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
     403: "permission_error",
     404: "not_found_error",
+    405: "invalid_request_error",
     413: "invalid_request_error",
     429: "rate_limit_error",
     502: "api_error",
@@ -25,7 +26,7 @@ def error(
     *,
     code: str | None = None,
     param: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
+    headers: Headers | None = None,
+) -> Reply:
     body = {"error": {"message": message, "type": _TYPES.get(status, "api_error"), "param": param, "code": code}}
-    return Response(json.dumps(body), status_code=status, media_type="application/json", headers=headers)
+    return Reply(status, orjson.dumps(body), headers or [])

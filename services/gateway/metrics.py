@@ -11,6 +11,13 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 
 class GatewayMetrics:
+    """The metrics, and the request path's ways to record them.
+
+    Label children are looked up once per label set and kept: `labels()` takes a lock and
+    builds a tuple on every call. Label values are bounded by the tenants document (tenants,
+    their models and upstreams) and by the gateway's own status codes and reasons.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
@@ -43,3 +50,37 @@ class GatewayMetrics:
             registry=r,
         )
         self.config_reloads = Counter("gateway_config_reloads", "Tenant document reloads.", ["result"], registry=r)
+        self._children: dict[tuple, object] = {}
+
+    def _child(self, metric, *labels: str):
+        key = (metric, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def request(self, tenant: str, model: str, upstream: str, code: str, seconds: float | None = None) -> None:
+        """A request answered; `seconds` from its arrival to its last byte when it reached an upstream."""
+        self._child(self.requests, tenant, model, upstream, code).inc()
+        if seconds is not None:
+            self._child(self.duration, tenant, model).observe(seconds)
+
+    def refused(self, tenant: str, model: str, reason: str) -> None:
+        self._child(self.rate_limited, tenant, reason).inc()
+        self._child(self.requests, tenant, model, "", "429").inc()
+
+    def count_tokens(self, tenant: str, model: str, prompt: int, completion: int) -> None:
+        self._child(self.tokens, tenant, model, "prompt").inc(prompt)
+        self._child(self.tokens, tenant, model, "completion").inc(completion)
+
+    def declare_tenants(self, tenants) -> None:
+        """Per-tenant gauges exist at 0 from the start: an HPA or alert reads 0, not "no data", for a quiet tenant."""
+        for tenant in tenants:
+            self.queued(tenant)
+            self.holding(tenant)
+
+    def queued(self, tenant: str) -> Gauge:
+        return self._child(self.queue_depth, tenant)
+
+    def holding(self, tenant: str) -> Gauge:
+        return self._child(self.inflight, tenant)

@@ -4,7 +4,8 @@ A sliding-window counter (the current minute's count plus the previous minute's,
 how much of it still overlaps the window) evaluated and updated in ONE Redis Lua script: the
 check and the increment are atomic, so N replicas together admit no more than the limit
 (unlike a read-then-write from each replica, LiteLLM issue #40291), and requests and tokens
-cost a single round trip. The `limits` library implements the same algorithm but needs two
+cost a single round trip; checks issued in the same event-loop turn share one write (see
+redis_client.py). The `limits` library implements the same algorithm but needs two
 round trips for two limits, and its Redis extra pins `packaging<26`, which conflicts with the
 Pulumi SDK in this repository's environment.
 
@@ -15,13 +16,12 @@ or, with fail_closed, requests are refused.
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
 
-import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, RedisError
+from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
 
 WINDOW_MS = 60_000
 LOG = logging.getLogger("gateway.ratelimit")
@@ -48,7 +48,10 @@ redis.call('PEXPIRE', KEYS[3], window * 2)
 return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0), reset}
 """
 
+_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # what SCRIPT LOAD answers: no round trip to learn it
 REASONS = {0: "", 1: "requests", 2: "tokens"}
+# Redis must answer a batch of checks within this, or the request goes on with the local limiter.
+REDIS_TIMEOUT_SECONDS = 0.25
 # How long a refusal is reused without asking Redis; token refusals could admit a smaller request
 # a little sooner, so this stays short.
 REFUSAL_CACHE_SECONDS = 0.2
@@ -66,14 +69,14 @@ class Decision:
 ALLOW = Decision(True, "", -1, -1, 0.0)
 
 
-def _keys(tenant: str, bucket: int) -> list[str]:
+def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
     # The hash tag keeps a tenant's keys in one Redis Cluster slot.
-    return [
+    return (
         f"rl:{{{tenant}}}:r:{bucket}",
         f"rl:{{{tenant}}}:r:{bucket - 1}",
         f"rl:{{{tenant}}}:t:{bucket}",
         f"rl:{{{tenant}}}:t:{bucket - 1}",
-    ]
+    )
 
 
 class LocalWindow:
@@ -102,13 +105,7 @@ class LocalWindow:
 
 class RateLimiter:
     def __init__(self, redis_url: str | None, fail_closed: bool, on_backend_change=None):
-        self.redis = (
-            aioredis.from_url(redis_url, socket_timeout=0.25, socket_connect_timeout=0.25) if redis_url else None
-        )
-        self.sha: str | None = None
-        # Checks arriving in the same event-loop turn go to Redis as one pipeline: one round trip for
-        # many concurrent requests (the script is still atomic per request).
-        self._pending: list[tuple[list[str], list, asyncio.Future]] = []
+        self.redis = RedisClient(redis_url, REDIS_TIMEOUT_SECONDS) if redis_url else None
         self.local = LocalWindow()
         self.fail_closed = fail_closed
         self.backend_up = self.redis is not None
@@ -118,7 +115,7 @@ class RateLimiter:
         # so a flood costs no Redis round trips. This can only refuse more, never admit more.
         self._refused: dict[str, tuple[float, Decision]] = {}
 
-    def _set_backend(self, up: bool) -> None:
+    def _set_backend(self, up: bool, problem: str = "") -> None:
         if up != self.backend_up:
             self.backend_up = up
             if up:
@@ -127,6 +124,7 @@ class RateLimiter:
                 LOG.error(
                     "rate-limit backend redis unavailable; %s",
                     "refusing requests (fail-closed)" if self.fail_closed else "limiting per process",
+                    extra={"problem": problem},
                 )
             if self._on_backend_change:
                 self._on_backend_change(up)
@@ -134,32 +132,36 @@ class RateLimiter:
     def refused_now(self, tenant: str) -> Decision | None:
         """A refusal still fresh for this tenant: lets the request path answer 429 before reading the body."""
         refused = self._refused.get(tenant)
-        return refused[1] if refused is not None and refused[0] > time.monotonic() else None
+        if refused is None:
+            return None
+        if refused[0] > time.monotonic():
+            return refused[1]
+        del self._refused[tenant]
+        return None
 
     async def check(self, tenant: str, rpm: int | None, tpm: int | None, cost: int) -> Decision | None:
         """The decision, or None when the backend is down and the gateway fails closed."""
         if rpm is None and tpm is None:
             return ALLOW
-        refused = self._refused.get(tenant)
+        refused = self.refused_now(tenant)
         if refused is not None:
-            if refused[0] > time.monotonic():
-                return refused[1]
-            del self._refused[tenant]
+            return refused
         now_ms = int(time.time() * 1000)
-        args = [now_ms, WINDOW_MS, -1 if rpm is None else rpm, -1 if tpm is None else tpm, cost]
+        limits = (-1 if rpm is None else rpm, -1 if tpm is None else tpm, cost)
         result = None
-        if self.redis is not None and time.monotonic() >= self._retry_at:
+        if self.redis is not None and (not self._retry_at or time.monotonic() >= self._retry_at):
             try:
-                result = await self._evaluate(_keys(tenant, now_ms // WINDOW_MS), args)
+                result = await self._evaluate(_keys(tenant, now_ms // WINDOW_MS), (now_ms, WINDOW_MS, *limits))
+                self._retry_at = 0.0
                 self._set_backend(True)
-            except (RedisError, OSError):
+            except RedisError as exc:
                 # Do not pay a connect timeout on every request while Redis is away: retry once a second.
                 self._retry_at = time.monotonic() + 1.0
-                self._set_backend(False)
+                self._set_backend(False, str(exc))
         if result is None:
             if self.redis is not None and self.fail_closed:
                 return None
-            result = self.local.check(tenant, now_ms, *args[2:])
+            result = self.local.check(tenant, now_ms, *limits)
         allowed, reason, remaining_requests, remaining_tokens, reset_ms = result
         decision = Decision(
             bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000
@@ -168,34 +170,15 @@ class RateLimiter:
             self._refused[tenant] = (time.monotonic() + min(decision.reset_seconds, REFUSAL_CACHE_SECONDS), decision)
         return decision
 
-    async def _evaluate(self, keys: list[str], args: list) -> list:
-        future = asyncio.get_running_loop().create_future()
-        self._pending.append((keys, args, future))
-        if len(self._pending) == 1:
-            asyncio.get_running_loop().call_soon(lambda: asyncio.ensure_future(self._flush()))
-        return await future
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+    async def _evaluate(self, keys: tuple[str, ...], args: tuple[int, ...]) -> list:
         try:
-            if self.sha is None:
-                self.sha = await self.redis.script_load(_SCRIPT)
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args, _ in batch:
-                    pipe.evalsha(self.sha, len(keys), *keys, *args)
-                results = await pipe.execute(raise_on_error=False)
-        except (RedisError, OSError) as exc:
-            results = [exc] * len(batch)
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, NoScriptError):
-                self.sha = None  # Redis restarted: load the script again on the next flush
-            if isinstance(result, BaseException):
-                future.set_exception(result if isinstance(result, (RedisError, OSError)) else RedisError(str(result)))
-            else:
-                future.set_result(result)
+            return await self.redis.call("EVALSHA", _SHA, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+        # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
+        return await self.redis.call("EVAL", _SCRIPT, len(keys), *keys, *args)
 
     async def close(self) -> None:
         if self.redis is not None:
-            await self.redis.aclose()
+            await self.redis.close()

@@ -65,6 +65,8 @@ class CircuitBreakers:
         if breaker is not None:
             breaker.failures, breaker.open_until = 0, 0.0
 
-    def order(self, urls: list[str]) -> list[str]:
-        """Closed breakers first; an open one is still tried last rather than failing outright."""
-        return [u for u in urls if not self.is_open(u)] + [u for u in urls if self.is_open(u)]
+    def order(self, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """(name, URL) pairs, closed breakers first; an open one is still tried last rather than failing outright."""
+        if not self.state:
+            return choices
+        return sorted(choices, key=lambda choice: self.is_open(choice[1]))

@@ -72,12 +72,19 @@ class FairScheduler:
         state.inflight += 1
         self.active += 1
 
-    async def acquire(self, name: str, weight: float, cap: int, max_queue: int) -> None:
-        """Wait for a slot; raises QueueFull when the tenant's queue is full."""
+    def try_acquire(self, name: str, weight: float, cap: int, max_queue: int) -> bool:
+        """Take a slot if one is free without waiting (the common case, with no coroutine to run)."""
         state = self._tenant(name, weight, cap, max_queue)
         if self._can_start(state):
             self._grant(state)
+            return True
+        return False
+
+    async def acquire(self, name: str, weight: float, cap: int, max_queue: int) -> None:
+        """Wait for a slot; raises QueueFull when the tenant's queue is full."""
+        if self.try_acquire(name, weight, cap, max_queue):
             return
+        state = self.tenants[name]
         if len(state.waiters) >= state.max_queue:
             raise QueueFull(name)
         future = asyncio.get_running_loop().create_future()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,3 +35,12 @@ class GatewaySettings(BaseSettings):
     default_upstream: str | None = None
     route_policies: str | None = None
     log_level: str = "INFO"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+                raise ValueError("expected redis://[[user]:password@]host[:port][/db] or rediss://… (TLS)")
+        return value or None

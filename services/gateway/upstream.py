@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import aiohttp
+import orjson
 
 from services.gateway.routing import CircuitBreakers
+from services.gateway.upstream_client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout
 
-HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding"}
+# Hop-by-hop and framing headers: the gateway's server frames its own response.
+HOP_HEADERS = frozenset(
+    {b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"content-encoding", b"date", b"server"}
+)
 
 
 class UpstreamFailure(Exception):
@@ -22,64 +25,45 @@ class UpstreamFailure(Exception):
 @dataclass
 class Opened:
     name: str
-    response: aiohttp.ClientResponse
+    response: UpstreamResponse
 
 
 class Upstreams:
     def __init__(self, connect_timeout: float, read_timeout: float, breakers: CircuitBreakers):
-        self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.client = UpstreamClient(connect_timeout, read_timeout)
         self.breakers = breakers
-        self.session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        # One pooled session for all upstreams; aiohttp's client is markedly cheaper per request than httpx's.
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True),
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.read_timeout),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent",),
-        )
+    def close(self) -> None:
+        self.client.close()
 
-    async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-
-    async def open(self, choices: list[tuple[str, str]], path: str, body: bytes, request_id: str) -> Opened:
+    async def open(self, choices: list[tuple[str, str]], path: str, body: bytes, request_id: bytes) -> Opened:
         """POST to the first healthy choice (name, base URL); fall back on errors before any byte is sent on."""
-        assert self.session is not None
-        ordered = self.breakers.order([url for _, url in choices])
-        names = {url: name for name, url in choices}
+        headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
         failure = UpstreamFailure(502, "no upstream available")
-        for url in ordered:
+        for name, url in self.breakers.order(choices):
             try:
-                response = await self.session.post(
-                    url + path, data=body, headers={"Content-Type": "application/json", "X-Request-Id": request_id}
-                )
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                response = await self.client.post(url, path, body, headers)
+            except UpstreamTimeout:
                 self.breakers.failed(url)
-                failure = UpstreamFailure(504, f"upstream {names[url]!r} timed out")
+                failure = UpstreamFailure(504, f"upstream {name!r} timed out")
                 continue
-            except aiohttp.ClientError:
+            except UpstreamError:
                 self.breakers.failed(url)
-                failure = UpstreamFailure(502, f"upstream {names[url]!r} is unreachable")
+                failure = UpstreamFailure(502, f"upstream {name!r} is unreachable")
                 continue
             if response.status >= 500:
                 response.release()
                 self.breakers.failed(url)
-                failure = UpstreamFailure(502, f"upstream {names[url]!r} failed with {response.status}")
+                failure = UpstreamFailure(502, f"upstream {name!r} failed with {response.status}")
                 continue
             self.breakers.succeeded(url)
-            return Opened(names[url], response)
+            return Opened(name, response)
         raise failure
-
-
-def response_headers(response: aiohttp.ClientResponse) -> dict[str, str]:
-    return {k: v for k, v in response.headers.items() if k.lower() not in HOP_HEADERS}
 
 
 def usage_of(payload: bytes) -> tuple[int, int] | None:
     try:
-        usage = json.loads(payload).get("usage") or {}
+        usage = orjson.loads(payload).get("usage") or {}
     except (ValueError, AttributeError):
         return None
     if not usage:
@@ -88,11 +72,11 @@ def usage_of(payload: bytes) -> tuple[int, int] | None:
 
 
 async def relay_events(
-    response: aiohttp.ClientResponse, strip_usage: bool, on_usage: Callable[[int, int], None]
+    response: UpstreamResponse, strip_usage: bool, on_usage: Callable[[int, int], None]
 ) -> AsyncIterator[bytes]:
     """Forward SSE events as they arrive; read usage on the way; drop a usage chunk the client did not ask for."""
     pending = b""
-    async for chunk in response.content.iter_any():
+    async for chunk in response.chunks():
         pending += chunk
         if b"\n\n" not in pending:
             continue

@@ -131,6 +131,7 @@ def test_canary_split_and_sticky_request_ids(gw):
         (json.dumps({"model": "llama"}).encode(), 400),
         (json.dumps({"model": "llama", "messages": [], "max_tokens": -1}).encode(), 400),
         (json.dumps({"model": "llama", "messages": [], "stream": "yes"}).encode(), 400),
+        (json.dumps({"model": "llama", "messages": [], "stream": True, "stream_options": [1]}).encode(), 400),
         (b'{"model": "llama", "messages": [], "pad": "' + b"x" * 1_100_000 + b'"}', 413),
     ],
 )
@@ -191,3 +192,66 @@ def test_logs_never_contain_keys_or_prompts(tmp_path, redis, workers):
         json.loads(line)  # every line is JSON
     for secret in (*KEYS.values(), prompt):
         assert secret not in text
+
+
+def test_request_ids_are_echoed_only_when_they_are_plain_tokens(gw):
+    def request_id(given):
+        headers = {"Authorization": f"Bearer {KEYS['acme']}", **({"X-Request-Id": given} if given else {})}
+        body = {"model": "llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
+        return httpx.post(f"{gw.url}/v1/chat/completions", headers=headers, json=body).headers["x-request-id"]
+
+    assert request_id("trace-42.a:b") == "trace-42.a:b"
+    for unusable in ("has spaces in it", "x" * 200, None):
+        made = request_id(unusable)
+        assert made != unusable and len(made) == 32 and int(made, 16) >= 0
+
+
+def test_unknown_paths_and_methods_get_openai_style_errors(gw):
+    missing = httpx.get(f"{gw.url}/v1/embeddings")
+    wrong_method = httpx.get(f"{gw.url}/v1/chat/completions")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+
+
+def test_a_client_leaving_mid_stream_stops_the_engine(tmp_path, redis):
+    from services.gateway.process import gateway
+    from services.mock_worker.process import mock_worker
+    from tests.services.gateway.conftest import document
+
+    def total(url, prefix, *labels):
+        text = httpx.get(f"{url}/metrics").text
+        return sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith(prefix) and all(label in line for label in labels)
+        )
+
+    with mock_worker("--model", "llama", "--decode-seconds-per-token", "0.05") as slow:
+        config = tmp_path / "gateway.json"
+        doc = document((slow, slow))
+        doc["tenants"]["acme"]["routes"]["llama"] = {"strategy": "direct", "primary": "stable"}
+        config.write_text(json.dumps(doc))
+        with gateway(config, redis.url) as service:
+            body = {"model": "llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 200, "stream": True}
+            with httpx.stream(
+                "POST",
+                f"{service.url}/v1/chat/completions",
+                headers={"Authorization": f"Bearer {KEYS['acme']}"},
+                json=body,
+            ) as response:
+                assert response.status_code == 200
+                next(response.iter_bytes())  # the stream has started (10 s of tokens to go); now leave
+            deadline = time.monotonic() + 5
+            aborted = closed = 0.0
+            while (not aborted or not closed) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                aborted = total(slow.url, "vllm:request_success_total", 'finished_reason="abort"')
+                closed = total(service.url, "gateway_requests_total", 'code="499"')
+    assert aborted == 1 and closed == 1
+
+
+def test_every_tenant_has_queue_and_inflight_gauges_at_rest(gw):
+    text = httpx.get(f"{gw.url}/metrics").text
+    for tenant in ("acme", "globex"):
+        assert f'gateway_tenant_queue_depth{{tenant="{tenant}"}} 0.0' in text
+        assert f'gateway_tenant_inflight{{tenant="{tenant}"}} 0.0' in text

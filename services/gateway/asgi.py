@@ -1,0 +1,81 @@
+"""The little of ASGI the gateway needs, spoken directly: no framework on the request path.
+
+Starlette's routing, middleware stack and Request/Response objects cost about 25 µs per request
+on the benchmark machine (bench/RESULTS.md); the gateway serves six fixed paths and needs none
+of the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+Headers = list[tuple[bytes, bytes]]
+JSON = b"application/json"
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: Headers = field(default_factory=list)
+    content_type: bytes = JSON
+
+
+async def send_reply(send, reply: Reply) -> None:
+    headers = [(b"content-type", reply.content_type), (b"content-length", b"%d" % len(reply.body)), *reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def read_body(receive, limit: int) -> bytes | None:
+    """The whole request body, or None once it passes `limit` bytes (the rest is not read)."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientGone
+    body = message.get("body", b"")
+    if not message.get("more_body"):
+        return body if len(body) <= limit else None
+    parts, size = [body], len(body)
+    while True:
+        if size > limit:
+            return None
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        parts.append(chunk)
+        size += len(chunk)
+        if not message.get("more_body"):
+            return b"".join(parts) if size <= limit else None
+
+
+async def send_stream(
+    send, receive, status: int, headers: Headers, chunks: AsyncIterator[bytes], on_disconnect: Callable[[], None]
+) -> None:
+    """Send chunks as they come (chunked transfer encoding); call `on_disconnect` if the client leaves first.
+
+    The server drops writes to a departed client silently, so the only sign is http.disconnect on
+    receive(): watch for it beside the stream, and let `on_disconnect` break the stream's source.
+    """
+    finished = False
+
+    def watched(message: asyncio.Future) -> None:
+        if not finished and not message.cancelled() and message.exception() is None:
+            on_disconnect()
+
+    watcher = asyncio.ensure_future(receive())
+    watcher.add_done_callback(watched)
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        finished = True
+        watcher.cancel()

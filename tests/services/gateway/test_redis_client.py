@@ -1,0 +1,121 @@
+"""RedisClient and the limiter's script against a real redis-server: pipelining, auth, loss, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+
+from services.gateway.process import redis_server
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
+from services.mock_worker.process import free_port
+
+
+def test_calls_of_one_loop_turn_go_out_together_and_answer_in_order(redis):
+    async def scenario():
+        client = RedisClient(redis.url, 1)
+        await client.call("DEL", "pipelined")
+        writes = []
+        replies = [client.call("INCR", "pipelined") for _ in range(200)]
+        # Every INCR above is queued before any is written: count what reaches the socket at once.
+        original = client.protocol.transport.write
+        client.protocol.transport.write = lambda data: (writes.append(data), original(data))[1]
+        results = await asyncio.gather(*replies)
+        client.protocol.transport.write = original
+        await client.close()
+        return results, writes
+
+    results, writes = asyncio.run(scenario())
+    assert results == list(range(1, 201))
+    assert len(writes) == 1
+
+
+def test_password_and_database_from_the_url():
+    async def scenario(url, plain_url):
+        client = RedisClient(url, 1)
+        await client.call("SET", "where", "db3")
+        await client.close()
+        # Another connection sees the key in database 3 only.
+        other = RedisClient(plain_url.replace("/0", "/3"), 1)
+        found = await other.call("GET", "where")
+        await other.close()
+        wrong = RedisClient(url.replace("s3cret", "wrong"), 1)
+        with pytest.raises(RedisError, match="AUTH"):
+            await wrong.call("PING")
+        return found
+
+    with redis_server("--requirepass", "s3cret") as server:
+        port = server.url.rsplit(":", 1)[1].split("/")[0]
+        url = f"redis://:s3cret@127.0.0.1:{port}/3"
+        assert asyncio.run(scenario(url, f"redis://:s3cret@127.0.0.1:{port}/0")) == b"db3"
+
+
+def test_error_replies_raise_and_leave_the_connection_usable(redis):
+    async def scenario():
+        client = RedisClient(redis.url, 1)
+        await client.call("SET", "text", "abc")
+        with pytest.raises(RedisReplyError, match="not an integer"):
+            await client.call("INCR", "text")
+        pong = await client.call("PING")
+        await client.close()
+        return pong
+
+    assert asyncio.run(scenario()) == b"PONG"
+
+
+def test_redis_restarted_the_next_call_reconnects():
+    port = free_port()
+
+    async def call(client):
+        return await client.call("PING")
+
+    async def scenario():
+        client = RedisClient(f"redis://127.0.0.1:{port}/0", 1)
+        with redis_server(port=port):
+            assert await call(client) == b"PONG"
+        with pytest.raises(RedisError):
+            await call(client)
+        with redis_server(port=port):
+            assert await call(client) == b"PONG"
+        await client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_never_answers_times_out():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    async def scenario():
+        client = RedisClient(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", 0.2)
+        with pytest.raises(RedisError, match="did not answer"):
+            await client.call("PING")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        listener.close()
+
+
+def test_urls_that_are_not_redis_are_refused():
+    with pytest.raises(ValueError, match="redis://"):
+        RedisClient("http://127.0.0.1:6379", 1)
+    with pytest.raises(ValueError, match="database must be a number"):
+        RedisClient("redis://127.0.0.1:6379/cache", 1)
+
+
+def test_the_limiter_loads_its_script_again_after_a_script_flush(redis):
+    async def scenario():
+        limiter = RateLimiter(redis.url, fail_closed=True)
+        first = await limiter.check("flushed-tenant", 2, None, 1)
+        await limiter.redis.call("SCRIPT", "FLUSH")
+        second = await limiter.check("flushed-tenant", 2, None, 1)
+        third = await limiter.check("flushed-tenant", 2, None, 1)
+        await limiter.close()
+        return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert first.allowed and second.allowed and not third.allowed and third.reason == "requests"
