@@ -213,15 +213,16 @@ class Completions:
             return error(502, f"upstream {upstream!r} broke off the response", code="upstream_error", headers=call.ids)
         finally:
             response.release()
-        counted = usage_of(payload) if response.status == 200 else None
-        if counted:
-            self.metrics.count_tokens(call.tenant, call.model, *counted)
-        self.metrics.request(
-            call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
-        )
         headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": payload})
+        # Accounting after the last byte is handed to the server: off the client's wait.
+        self.metrics.request(
+            call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
+        )
+        counted = usage_of(payload) if response.status == 200 else None
+        if counted:
+            self.metrics.count_tokens(call.tenant, call.model, *counted)
         return None
 
     async def _stream(

@@ -34,17 +34,14 @@ local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
 local rpm, tpm, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local weight = 1 - (now % window) / window
 local reset = window - (now % window)
-local function used(cur, prev)
-  return (tonumber(redis.call('GET', prev) or '0') * weight) + tonumber(redis.call('GET', cur) or '0')
-end
-local requests = used(KEYS[1], KEYS[2])
-local tokens = used(KEYS[3], KEYS[4])
+local counts = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local requests = (tonumber(counts[2] or '0') * weight) + tonumber(counts[1] or '0')
+local tokens = (tonumber(counts[4] or '0') * weight) + tonumber(counts[3] or '0')
 if rpm >= 0 and requests + 1 > rpm then return {0, 1, 0, math.max(tpm - tokens, 0), reset} end
 if tpm >= 0 and tokens + cost > tpm then return {0, 2, math.max(rpm - requests, 0), 0, reset} end
-redis.call('INCRBY', KEYS[1], 1)
-redis.call('PEXPIRE', KEYS[1], window * 2)
-redis.call('INCRBY', KEYS[3], cost)
-redis.call('PEXPIRE', KEYS[3], window * 2)
+-- A counter is new when the increment is all it holds (costs are >= 1): only then set its expiry.
+if redis.call('INCRBY', KEYS[1], 1) == 1 then redis.call('PEXPIRE', KEYS[1], window * 2) end
+if redis.call('INCRBY', KEYS[3], cost) == cost then redis.call('PEXPIRE', KEYS[3], window * 2) end
 return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0), reset}
 """
 

@@ -1,8 +1,8 @@
 """A minimal Redis client for the rate limiter: one connection, commands pipelined per event-loop turn.
 
 Written here rather than taken from redis-py because the limit check sits on every request's
-path: on the benchmark machine redis-py's asyncio pipeline spent 66 µs of CPU per EVALSHA at
-16 concurrent callers and 171 µs at one, this client 14 µs and 61 µs (bench/RESULTS.md).
+path: in the same run redis-py's asyncio pipeline spent about seven times this client's CPU per
+EVALSHA with 16 callers and two to three times with one (bench/gateway/clients.py, bench/RESULTS.md).
 Replies are parsed by hiredis (Redis' own C parser); what is left here is RESP framing of
 commands, batching all commands issued in one loop turn into one write, in-order replies,
 a timeout per batch, and reconnecting on the next call after a failure.

@@ -1,10 +1,10 @@
 """A keep-alive HTTP/1.1 client for the engines: one POST at a time per pooled connection.
 
 Written here rather than taken from aiohttp because the gateway's latency and throughput targets
-are set by the client's cost per request: on the benchmark machine aiohttp's ClientSession spent
-about 110 µs of CPU per proxied request at c=16 and 230 µs at c=1, this client 39 µs and 75 µs
-(bench/RESULTS.md). Parsing is httptools' (llhttp, the parser uvicorn uses); what is left here
-is the connection pool, request framing, timeouts and back-pressure for one known request shape.
+are set by the client's cost per request: in the same run aiohttp's ClientSession spent about
+twice this client's CPU per call with 16 callers and three times with one (bench/gateway/clients.py,
+bench/RESULTS.md). Parsing is httptools' (llhttp, the parser uvicorn uses); what is left here is
+the connection pool, request framing, timeouts and back-pressure for one known request shape.
 """
 
 from __future__ import annotations

@@ -119,3 +119,24 @@ def test_the_limiter_loads_its_script_again_after_a_script_flush(redis):
 
     first, second, third = asyncio.run(scenario())
     assert first.allowed and second.allowed and not third.allowed and third.reason == "requests"
+
+
+def test_the_limiter_counts_in_keys_that_expire(redis):
+    async def scenario():
+        limiter = RateLimiter(redis.url, fail_closed=True)
+        for _ in range(3):
+            await limiter.check("expiring-tenant", 100, 10_000, 7)
+        keys = sorted(await limiter.redis.call("KEYS", "rl:{expiring-tenant}:*"))
+        values = [await limiter.redis.call("GET", key) for key in keys]
+        ttls = [await limiter.redis.call("PTTL", key) for key in keys]
+        await limiter.close()
+        return keys, values, ttls
+
+    keys, values, ttls = asyncio.run(scenario())
+    # Two keys, or four if the checks straddled a minute: requests and tokens each add up either way.
+    totals = {
+        kind: sum(int(v) for k, v in zip(keys, values, strict=True) if k.split(b":")[2] == kind)
+        for kind in (b"r", b"t")
+    }
+    assert totals == {b"r": 3, b"t": 21}
+    assert all(110_000 < ttl <= 120_000 for ttl in ttls), ttls
