@@ -39,8 +39,12 @@ class _Protocol(asyncio.Protocol):
         self.client = client
         self.reader = hiredis.Reader()
         self.transport: asyncio.Transport | None = None
-        # (future, timer): the timer rides on the last command of each batch
-        self.pending: deque[tuple[asyncio.Future, asyncio.TimerHandle | None]] = deque()
+        self.pending: deque[asyncio.Future] = deque()  # one per command written, in order
+        # Commands written and replies read so far; each batch's timer checks its own end against them,
+        # whatever became of its callers' futures (a cancelled caller still has a reply coming).
+        self.sent = 0
+        self.answered = 0
+        self.batches: deque[tuple[int, asyncio.TimerHandle]] = deque()
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -56,32 +60,40 @@ class _Protocol(asyncio.Protocol):
                 self.transport.abort()
                 return
             if reply is False:
-                return
-            future, timer = pending.popleft()
-            if timer is not None:
-                timer.cancel()
+                break
+            future = pending.popleft()
+            self.answered += 1
             if future.done():
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 future.set_exception(RedisReplyError(str(reply)))
             else:
                 future.set_result(reply)
+        batches = self.batches
+        while batches and batches[0][0] <= self.answered:
+            batches.popleft()[1].cancel()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.fail(RedisError(f"connection to redis lost: {exc}" if exc else "connection to redis closed"))
         if self.client.protocol is self:
             self.client.protocol = None
 
+    def send(self, batch: list[tuple[bytes, asyncio.Future]], loop: asyncio.AbstractEventLoop) -> None:
+        self.pending.extend(future for _, future in batch)
+        self.sent += len(batch)
+        self.batches.append((self.sent, loop.call_later(self.client.timeout, self.timed_out, self.sent)))
+        self.transport.write(b"".join(command for command, _ in batch))
+
     def fail(self, error: Exception) -> None:
+        while self.batches:
+            self.batches.popleft()[1].cancel()
         while self.pending:
-            future, timer = self.pending.popleft()
-            if timer is not None:
-                timer.cancel()
+            future = self.pending.popleft()
             if not future.done():
                 future.set_exception(error)
 
-    def timed_out(self, future: asyncio.Future) -> None:
-        if not future.done():
+    def timed_out(self, end: int) -> None:
+        if self.answered < end:
             # Replies would no longer line up with commands: drop the connection and everything on it.
             self.fail(RedisError(f"redis did not answer within {self.client.timeout:g} s"))
             if self.transport is not None:
@@ -131,15 +143,7 @@ class RedisClient:
         if protocol is None:
             asyncio.ensure_future(self._connect_then_send(batch))
         else:
-            self._send(protocol, batch)
-
-    def _send(self, protocol: _Protocol, batch: list[tuple[bytes, asyncio.Future]]) -> None:
-        last = batch[-1][1]
-        timer = self._loop.call_later(self.timeout, protocol.timed_out, last)
-        for _, future in batch[:-1]:
-            protocol.pending.append((future, None))
-        protocol.pending.append((last, timer))
-        protocol.transport.write(b"".join(command for command, _ in batch))
+            protocol.send(batch, self._loop)
 
     async def _connect_then_send(self, batch: list[tuple[bytes, asyncio.Future]]) -> None:
         if self._connecting is None:
@@ -153,7 +157,7 @@ class RedisClient:
                 if not future.done():
                     future.set_exception(error)
             return
-        self._send(protocol, batch)
+        protocol.send(batch, self._loop)
 
     def _connected(self, task: asyncio.Task) -> None:
         self._connecting = None
@@ -170,7 +174,7 @@ class RedisClient:
             raise RedisError(f"cannot connect to redis at {self.host}:{self.port}: {exc.strerror or exc}") from None
         if self.hello:
             replies = [loop.create_future() for _ in self.hello]
-            self._send(protocol, list(zip(self.hello, replies, strict=True)))
+            protocol.send(list(zip(self.hello, replies, strict=True)), loop)
             try:
                 await asyncio.gather(*replies)
             except RedisReplyError as exc:

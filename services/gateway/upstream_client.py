@@ -17,8 +17,15 @@ from urllib.parse import urlsplit
 
 import httptools
 
-# Pause reading from an engine when this much of its response waits for a slow client.
+# Pause reading from an engine when this much of a streamed response waits for a slow client.
 HIGH_WATER = 256 * 1024
+# A pooled connection idle this long is closed rather than reused: below the 5 s keep-alive timeout of
+# uvicorn, which vLLM and SGLang serve with, so the engine never closes one just as it is picked.
+IDLE_SECONDS = 4.0
+# A reused connection that breaks this soon after the request was written most likely broke before
+# the engine read it: the request is sent once more on a new connection. Later failures are not
+# retried: the engine may have started generating, and the caller's fallback decides.
+RETRY_WINDOW_SECONDS = 0.05
 
 
 class UpstreamError(Exception):
@@ -30,7 +37,7 @@ class UpstreamTimeout(UpstreamError, TimeoutError):
 
 
 class _Connection(asyncio.Protocol):
-    __slots__ = ("pool", "loop", "transport", "parser", "response", "closed", "used")
+    __slots__ = ("pool", "loop", "transport", "parser", "response", "closed", "used", "idle_since", "interim")
 
     def __init__(self, pool: _Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -41,19 +48,22 @@ class _Connection(asyncio.Protocol):
         self.response: UpstreamResponse | None = None
         self.closed = False
         self.used = False  # has carried a response before: a failure may just be a stale keep-alive
+        self.idle_since = 0.0
+        self.interim = False  # inside a 1xx response, which precedes the real one
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.response is None:  # bytes on an idle connection: nothing can be trusted on it any more
+        if self.response is None or self.response.complete:
+            # Bytes nobody asked for: nothing on this connection can be trusted any more.
             self.abort()
             return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamError(f"malformed response: {exc}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            self._fail(UpstreamError(f"malformed response: {exc!r}"))
             self.abort()
 
     def eof_received(self) -> bool:
@@ -64,8 +74,8 @@ class _Connection(asyncio.Protocol):
         self.pool.forget(self)
         response = self.response
         if response is not None and not response.complete:
-            if response.status and not response.framed:
-                response._finish()  # a body delimited by the end of the connection
+            if response.status and not response.framed and exc is None:
+                response._finish()  # a body delimited by a clean end of the connection
             else:
                 self._fail(UpstreamError("connection closed by the upstream"))
 
@@ -78,7 +88,12 @@ class _Connection(asyncio.Protocol):
         response = self.response
         if response is None:
             return
-        response.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # 100 Continue, 103 Early Hints: the real response follows
+            self.interim = True
+            response.raw_headers.clear()
+            return
+        response.status = status
         # Asked now: once the message is complete the parser has reset and always says no.
         response.keep_alive = self.parser.should_keep_alive()
         for name, value in response.raw_headers:
@@ -92,7 +107,9 @@ class _Connection(asyncio.Protocol):
             self.response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self.response is not None:
+        if self.interim:
+            self.interim = False
+        elif self.response is not None:
             self.response._finish()
 
     def _fail(self, error: Exception) -> None:
@@ -110,7 +127,7 @@ class UpstreamResponse:
 
     __slots__ = (
         "_connection", "_timeout", "status", "raw_headers", "framed", "keep_alive", "complete",
-        "_chunks", "_buffered", "_error", "_waiter", "_paused",
+        "_chunks", "_buffered", "_error", "_waiter", "_paused", "_streaming",
     )  # fmt: skip
 
     def __init__(self, connection: _Connection, timeout: float) -> None:
@@ -126,6 +143,7 @@ class UpstreamResponse:
         self._error: Exception | None = None
         self._waiter: asyncio.Future | None = None
         self._paused = False
+        self._streaming = False  # read chunk by chunk: only then does a slow reader hold the engine back
 
     # fed by the connection
     def _wake(self) -> None:
@@ -136,7 +154,7 @@ class UpstreamResponse:
     def _feed(self, body: bytes) -> None:
         self._chunks.append(body)
         self._buffered += len(body)
-        if self._buffered > HIGH_WATER and not self._paused and self._connection.transport is not None:
+        if self._streaming and self._buffered > HIGH_WATER and not self._paused:
             self._paused = True
             self._connection.transport.pause_reading()
         self._wake()
@@ -187,12 +205,13 @@ class UpstreamResponse:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive (several network reads may come together)."""
+        self._streaming = True
         while True:
             if self._chunks:
                 data = b"".join(self._chunks)
                 self._chunks.clear()
                 self._buffered = 0
-                if self._paused and self._connection.transport is not None:
+                if self._paused:
                     self._paused = False
                     self._connection.transport.resume_reading()
                 yield data
@@ -213,6 +232,7 @@ class UpstreamResponse:
             return
         connection.response = None
         if self.complete and self._error is None and self.keep_alive and not connection.closed:
+            connection.idle_since = connection.loop.time()
             connection.pool.put(connection)
         else:
             connection.abort()
@@ -222,7 +242,7 @@ class _Pool:
     def __init__(self, host: str, port: int, tls: ssl.SSLContext | None, connect_timeout: float) -> None:
         self.host, self.port, self.tls, self.connect_timeout = host, port, tls, connect_timeout
         self.idle: list[_Connection] = []
-        self.host_header = f"{host}:{port}".encode()
+        self.host_header = (f"[{host}]:{port}" if ":" in host else f"{host}:{port}").encode()
 
     def put(self, connection: _Connection) -> None:
         self.idle.append(connection)
@@ -231,12 +251,14 @@ class _Pool:
         if connection in self.idle:
             self.idle.remove(connection)
 
-    async def connection(self) -> _Connection:
+    async def connection(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         while self.idle:
             connection = self.idle.pop()
-            if not connection.closed:
+            if connection.closed:
+                continue
+            if loop.time() - connection.idle_since < IDLE_SECONDS:
                 return connection
-        loop = asyncio.get_running_loop()
+            connection.abort()
         try:
             _, connection = await asyncio.wait_for(
                 loop.create_connection(lambda: _Connection(self, loop), self.host, self.port, ssl=self.tls),
@@ -258,6 +280,7 @@ class UpstreamClient:
     def __init__(self, connect_timeout: float, read_timeout: float) -> None:
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self.pools: dict[str, tuple[_Pool, bytes]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _pool(self, url: str) -> tuple[_Pool, bytes]:
         found = self.pools.get(url)
@@ -279,23 +302,30 @@ class UpstreamClient:
             head += (name, b": ", value, b"\r\n")
         head += (b"content-length: ", str(len(body)).encode(), b"\r\n\r\n", body)
         request = b"".join(head)
-        for _ in range(2):
-            connection = await pool.connection()
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        may_retry = True
+        while True:
+            connection = await pool.connection(loop)
+            reused = connection.used
             response = connection.response = UpstreamResponse(connection, self.read_timeout)
             connection.transport.write(request)
+            written = loop.time()
             try:
                 await response._headers()
-            except UpstreamTimeout:
+            except UpstreamError as exc:
                 response.release()
+                quick = loop.time() - written < RETRY_WINDOW_SECONDS
+                if may_retry and reused and quick and not isinstance(exc, UpstreamTimeout):
+                    may_retry = False
+                    continue  # a kept-alive connection that was already broken: once more on a new one
                 raise
-            except UpstreamError:
+            except BaseException:  # cancelled: the connection must not stay open outside the pool
                 response.release()
-                if connection.used and not response.raw_headers:
-                    continue  # a kept-alive connection the engine had just closed: one retry on a new one
                 raise
             connection.used = True
             return response
-        raise UpstreamError("connection closed by the upstream")
 
     def close(self) -> None:
         for pool, _ in self.pools.values():

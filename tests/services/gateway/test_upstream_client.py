@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 
 import pytest
 
@@ -239,3 +241,122 @@ def test_a_path_prefix_in_the_upstream_url_is_kept():
             return server.requests[0]
 
     assert asyncio.run(scenario()).startswith(b"POST /engine/v1/chat/completions HTTP/1.1\r\n")
+
+
+def test_a_large_body_read_whole_is_not_held_back():
+    size = 1024 * 1024  # well past the streaming high-water mark
+
+    async def big(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n" % size + b"x" * size)
+
+    async def scenario():
+        async with Server(big) as server:
+            response = await post(UpstreamClient(1, 2), server.url)
+            return len(await response.read())
+
+    assert asyncio.run(scenario()) == size
+
+
+def test_an_interim_1xx_response_is_skipped_and_answers_stay_with_their_requests():
+    async def continue_first(reader, writer, server):
+        n = 0
+        while True:
+            await server.read_request(reader)
+            n += 1
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            answer = b"answer-%d" % n
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer), answer))
+
+    async def scenario():
+        async with Server(continue_first) as server:
+            client = UpstreamClient(1, 5)
+            answers = []
+            for _ in range(2):
+                response = await post(client, server.url)
+                answers.append((response.status, await response.read()))
+                response.release()
+            return answers
+
+    assert asyncio.run(scenario()) == [(200, b"answer-1"), (200, b"answer-2")]
+
+
+def test_a_close_delimited_body_cut_by_a_reset_is_an_error():
+    async def reset_midway(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(b'HTTP/1.0 200 OK\r\n\r\n{"partial": ')
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        # Linger 0: closing sends RST, not the FIN that would end the body cleanly.
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()
+
+    async def scenario():
+        async with Server(reset_midway) as server:
+            response = await post(UpstreamClient(1, 5), server.url)
+            with pytest.raises(UpstreamError):
+                await response.read()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_request_closes_its_connection():
+    async def scenario():
+        closed = asyncio.Event()
+
+        async def waits_for_close(reader, writer, server):
+            await server.read_request(reader)
+            await reader.read(1)  # b"" once the client closes
+            closed.set()
+
+        async with Server(waits_for_close) as server:
+            client = UpstreamClient(1, 30)
+            task = asyncio.create_task(post(client, server.url))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await asyncio.wait_for(closed.wait(), timeout=2)  # not left open until the 30 s timeout
+            return client.pools[server.url][0].idle
+
+    assert asyncio.run(scenario()) == []
+
+
+def test_a_reused_connection_that_fails_late_is_not_sent_again():
+    async def dies_while_generating(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(OK)
+        await server.read_request(reader)
+        await asyncio.sleep(0.2)  # the engine works on it, then dies
+        writer.transport.abort()
+
+    async def scenario():
+        async with Server(dies_while_generating) as server:
+            client = UpstreamClient(1, 5)
+            first = await post(client, server.url)
+            await first.read()
+            first.release()
+            with pytest.raises(UpstreamError):
+                await post(client, server.url)
+            return server
+
+    server = asyncio.run(scenario())
+    assert len(server.requests) == 2 and server.connections == 1
+
+
+def test_connections_idle_too_long_are_not_reused(monkeypatch):
+    monkeypatch.setattr("services.gateway.upstream_client.IDLE_SECONDS", 0.05)
+
+    async def scenario():
+        async with Server(keep_alive) as server:
+            client = UpstreamClient(1, 5)
+            for pause in (0, 0.1):
+                await asyncio.sleep(pause)
+                response = await post(client, server.url)
+                await response.read()
+                response.release()
+            return server
+
+    assert asyncio.run(scenario()).connections == 2
