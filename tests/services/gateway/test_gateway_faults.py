@@ -136,6 +136,15 @@ def test_upstream_timeout_is_504(tmp_path, redis):
     assert response.status_code == 504
 
 
+def admitted(url: str, tenant: str) -> float:
+    """Requests of `tenant` the gateway holds now: in flight upstream plus queued for a slot."""
+    return sum(
+        float(line.split()[-1])
+        for line in httpx.get(f"{url}/metrics").text.splitlines()
+        if line.startswith(("gateway_tenant_inflight{", "gateway_tenant_queue_depth{")) and f'tenant="{tenant}"' in line
+    )
+
+
 def test_sigterm_under_load_drops_no_request(tmp_path, redis):
     with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.02") as worker:
         with gateway(write(tmp_path, document((worker, worker))), redis.url) as service:
@@ -157,7 +166,12 @@ def test_sigterm_under_load_drops_no_request(tmp_path, redis):
             threads = [threading.Thread(target=send) for _ in range(20)]
             for thread in threads:
                 thread.start()
-            time.sleep(0.3)  # all 20 in flight (each takes ~1 s upstream)
+            # SIGTERM once all 20 are inside the gateway (16 holding upstream slots, 4 queued; each takes
+            # ~1 s upstream): a request still connecting then would rightly be refused.
+            deadline = time.monotonic() + 10
+            while admitted(service.url, "acme") < 20:
+                assert time.monotonic() < deadline, "the 20 requests never all reached the gateway"
+                time.sleep(0.02)
             service.process.send_signal(signal.SIGTERM)
             for thread in threads:
                 thread.join()
