@@ -84,40 +84,36 @@ def test_redis_restarted_the_next_call_reconnects():
     asyncio.run(scenario())
 
 
-def test_a_server_that_never_answers_times_out():
+@pytest.fixture
+def silent_port():
+    """A port that accepts connections and never answers (the kernel completes the handshake)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
+    yield listener.getsockname()[1]
+    listener.close()
 
+
+def test_a_server_that_never_answers_times_out(silent_port):
     async def scenario():
-        client = RedisClient(f"redis://127.0.0.1:{listener.getsockname()[1]}/0", 0.2)
+        client = RedisClient(f"redis://127.0.0.1:{silent_port}/0", 0.2)
         with pytest.raises(RedisError, match="did not answer"):
             await client.call("PING")
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        listener.close()
+    asyncio.run(scenario())
 
 
-def test_a_batch_times_out_even_when_its_last_caller_gave_up():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
-
+def test_a_batch_times_out_even_when_its_last_caller_gave_up(silent_port):
     async def scenario():
         # No database in the URL: no SELECT on connecting, so the batch itself is what goes unanswered.
-        client = RedisClient(f"redis://127.0.0.1:{listener.getsockname()[1]}", 0.2)
+        client = RedisClient(f"redis://127.0.0.1:{silent_port}", 0.2)
         first, last = client.call("PING"), client.call("PING")  # one batch
         await asyncio.sleep(0.05)  # written; now the caller awaiting the last reply goes away
         last.cancel()
         with pytest.raises(RedisError, match="did not answer"):
             await asyncio.wait_for(first, timeout=2)
 
-    try:
-        asyncio.run(scenario())
-    finally:
-        listener.close()
+    asyncio.run(scenario())
 
 
 def test_urls_that_are_not_redis_are_refused():

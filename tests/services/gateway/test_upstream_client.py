@@ -95,12 +95,18 @@ def test_a_kept_alive_connection_the_server_closed_is_retried_on_a_new_one():
     assert asyncio.run(scenario()).connections == 3
 
 
-def test_a_connection_closed_between_reuse_and_response_is_retried():
+@pytest.mark.parametrize(
+    ("dies_after", "sent_again"),
+    [(0, True), (0.2, False)],
+    ids=["broken-before-reading-it", "died-while-generating"],
+)
+def test_a_reused_connection_that_breaks_is_retried_only_at_once(dies_after, sent_again):
     async def drop_second_request(reader, writer, server):
         await server.read_request(reader)
         writer.write(OK)
-        await server.read_request(reader)  # then hang up without answering
-        writer.transport.abort()
+        await server.read_request(reader)
+        await asyncio.sleep(dies_after)
+        writer.transport.abort()  # hang up without answering
 
     async def scenario():
         async with Server(drop_second_request) as server:
@@ -108,11 +114,15 @@ def test_a_connection_closed_between_reuse_and_response_is_retried():
             first = await post(client, server.url)
             await first.read()
             first.release()
-            second = await post(client, server.url)  # fails on the reused connection, succeeds on a new one
-            assert await second.read() == b"{}"
+            if sent_again:  # on a new connection, which answers
+                assert await (await post(client, server.url)).read() == b"{}"
+            else:  # the engine may have started generating: the caller's fallback decides, not a resend
+                with pytest.raises(UpstreamError):
+                    await post(client, server.url)
             return server
 
-    assert asyncio.run(scenario()).connections == 2
+    server = asyncio.run(scenario())
+    assert (server.connections, len(server.requests)) == ((2, 3) if sent_again else (1, 2))
 
 
 def test_chunked_body_arrives_chunk_by_chunk():
@@ -322,28 +332,6 @@ def test_a_cancelled_request_closes_its_connection():
             return client.pools[server.url][0].idle
 
     assert asyncio.run(scenario()) == []
-
-
-def test_a_reused_connection_that_fails_late_is_not_sent_again():
-    async def dies_while_generating(reader, writer, server):
-        await server.read_request(reader)
-        writer.write(OK)
-        await server.read_request(reader)
-        await asyncio.sleep(0.2)  # the engine works on it, then dies
-        writer.transport.abort()
-
-    async def scenario():
-        async with Server(dies_while_generating) as server:
-            client = UpstreamClient(1, 5)
-            first = await post(client, server.url)
-            await first.read()
-            first.release()
-            with pytest.raises(UpstreamError):
-                await post(client, server.url)
-            return server
-
-    server = asyncio.run(scenario())
-    assert len(server.requests) == 2 and server.connections == 1
 
 
 def test_connections_idle_too_long_are_not_reused(monkeypatch):
