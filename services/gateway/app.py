@@ -50,12 +50,12 @@ class Gateway:
         )
         # path -> (method, handler)
         self.routes = {
-            "/v1/chat/completions": (b"POST", self._chat),
-            "/v1/completions": (b"POST", self._text),
-            "/v1/models": (b"GET", self._models),
-            "/healthz": (b"GET", self._healthz),
-            "/readyz": (b"GET", self._readyz),
-            "/metrics": (b"GET", self._metrics),
+            "/v1/chat/completions": ("POST", self._chat),
+            "/v1/completions": ("POST", self._text),
+            "/v1/models": ("GET", self._models),
+            "/healthz": ("GET", self._healthz),
+            "/readyz": ("GET", self._readyz),
+            "/metrics": ("GET", self._metrics),
         }
         self._watcher: asyncio.Task | None = None
 
@@ -64,11 +64,9 @@ class Gateway:
             route = self.routes.get(scope["path"])
             if route is None:
                 await send_reply(send, error(404, f"no route {scope['path']!r}", code="not_found"))
-            elif scope["method"].encode() != route[0] and not (scope["method"] == "HEAD" and route[0] == b"GET"):
-                allow = [(b"allow", route[0])]
-                await send_reply(
-                    send, error(405, f"use {route[0].decode()} here", code="method_not_allowed", headers=allow)
-                )
+            elif scope["method"] != route[0] and not (scope["method"] == "HEAD" and route[0] == "GET"):
+                allow = [(b"allow", route[0].encode())]
+                await send_reply(send, error(405, f"use {route[0]} here", code="method_not_allowed", headers=allow))
             else:
                 try:
                     await route[1](scope, receive, send)

@@ -84,7 +84,7 @@ def queue_full(ids: Headers) -> Reply:
 
 @dataclass(slots=True)
 class Call:
-    """One admitted request, as the relay and the metrics see it."""
+    """One authenticated, well-formed request, as admission, the relay and the metrics see it."""
 
     tenant: str
     model: str
