@@ -24,7 +24,6 @@ from components.tenant import TenantStack, TenantStackArgs
 from infra.config import PROJECT, StackConfig
 from infra.stack_file import ConfigError, display_path, parse_stack_config, pulumi_config_values, stack_file_path
 
-
 # Kubernetes' own classes, which tenant pods may never use.
 SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical", "system-node-critical"}
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BeforeValidator, field_validator, model_validator
 from typing import Annotated
+
+from pydantic import BeforeValidator, field_validator, model_validator
 
 from infra.config.base import Model, dns_label
 from infra.config.gateway import GatewaySettings
