@@ -43,7 +43,7 @@ class GatewayStackArgs:
     settings: GatewaySettings
     images: Images
     namespaces: PlatformNamespaces
-    # The gateway document (components.gateway_config), an Output because key hashes are outputs.
+    # The gateway document (infra.gateway_document), an Output because key hashes are outputs.
     document: pulumi.Input[dict[str, Any]]
     # What installs the monitoring CRDs (the kube-prometheus-stack release); None renders no monitor and no
     # metric-driven HPA, because without it neither their CRD nor the metrics adapter exists.

@@ -14,7 +14,6 @@ import pulumi
 
 from components import metrics_catalog
 from components.gateway import GatewayStack, GatewayStackArgs
-from components.gateway_config import gateway_document
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
@@ -22,6 +21,7 @@ from components.monitoring_rules import rule_groups
 from components.platform_core import PLATFORM_CRITICAL, PlatformCore, PlatformCoreArgs
 from components.tenant import TenantStack, TenantStackArgs
 from infra.config import PROJECT, StackConfig
+from infra.gateway_document import gateway_document
 from infra.stack_file import ConfigError, display_path, parse_stack_config, pulumi_config_values, stack_file_path
 
 # Kubernetes' own classes, which tenant pods may never use.

@@ -11,6 +11,7 @@ from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
+from infra.config.tiers import resolve_tiers
 
 
 def _secret_value(value: object) -> object:
@@ -41,8 +42,6 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        from infra.tiers import resolve_tiers
-
         self._check_pool()
         tiers = resolve_tiers(self.tiers)
         seen: dict[str, int] = {}
@@ -118,8 +117,6 @@ class StackConfig(Model):
         return {"minikube": "fake", "kind": "fake", "onprem": "onprem", "eks": "eks"}[self.platform.flavour]
 
     def tier(self, name: str) -> Tier:
-        from infra.tiers import resolve_tiers
-
         return resolve_tiers(self.tiers)[name]
 
     def tenant_quota(self, tenant: Tenant) -> Quota:

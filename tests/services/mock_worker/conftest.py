@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from mock_worker_scrape import MODELS
+from tests.services.mock_worker.mock_worker_scrape import MODELS
 
 from services.mock_worker.process import RunningService, run_mock_worker
 

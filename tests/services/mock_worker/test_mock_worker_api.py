@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from mock_worker_scrape import MODELS
+from tests.services.mock_worker.mock_worker_scrape import MODELS
 
 from services.mock_worker.process import run_mock_worker
 

@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from mock_worker_scrape import parse_metrics, sample
+from tests.services.mock_worker.mock_worker_scrape import parse_metrics, sample
 
 from services.mock_worker.__main__ import parse_args
 from services.mock_worker.process import ROOT, run_mock_worker

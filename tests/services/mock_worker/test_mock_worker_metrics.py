@@ -9,7 +9,7 @@ import time
 import httpx
 import openai
 import pytest
-from mock_worker_scrape import parse_metrics, sample
+from tests.services.mock_worker.mock_worker_scrape import parse_metrics, sample
 
 from services.mock_worker.process import run_mock_worker
 
