@@ -96,6 +96,13 @@ class StackConfig(Model):
             )
         if mode == "onprem" and pool.gpus_per_node is None:
             raise ValueError("gpuPool.gpusPerNode: say how many physical GPUs each on-prem node has")
+        provided = self.pool_gpus
+        if provided is not None and self.platform.capacity.gpu > provided:
+            raise ValueError(
+                f"platform.capacity.nvidia.com/gpu: {self.platform.capacity.gpu} GPUs declared, but the {mode} pool "
+                f"provides {provided}; tenant shares are measured against what the pool really has, so declare "
+                f"at most {provided} (or grow the pool)"
+            )
         if mode in ("fake", "onprem") and pool.taint_nodes:
             # The taint keeps every pod without the toleration off the pool: the gateway, Redis and the
             # monitoring stack need at least one node outside it, or they stay Pending forever.
@@ -109,6 +116,20 @@ class StackConfig(Model):
                     f"({listed}); name the cluster's other nodes under platform.nodes, or set gpuPool.taintNodes: "
                     "false when the GPU nodes are the whole cluster"
                 )
+
+    @property
+    def pool_gpus(self) -> int | None:
+        """What the GPU pool really provides at its largest; None where only AWS can say (unknown type)."""
+        pool, mode = self.gpu_pool, self.pool_mode
+        if mode == "fake":
+            return (pool.gpus_per_node or pool.fake.gpus_per_node) * len(pool.nodes)
+        if mode == "onprem":
+            replicas = pool.time_slicing.replicas if pool.time_slicing else 1
+            return (pool.gpus_per_node or 0) * replicas * len(pool.nodes)
+        from infra.instance_types import GPU_INSTANCE_TYPES
+
+        known = GPU_INSTANCE_TYPES.get(pool.eks.instance_type) if pool.eks else None
+        return known[2] * pool.eks.max_size if known else None
 
     @property
     def pool_mode(self) -> str:
