@@ -126,3 +126,81 @@ def test_pool_cannot_be_declared_bigger_than_it_is():
     with pytest.raises(ConfigError) as caught:
         parse_stack_config(project_values(config), "s.yaml")
     assert "platform.capacity.nvidia.com/gpu" in str(caught.value) and "8" in str(caught.value)
+
+
+# -- ordering: what the engine waits for ------------------------------------------------------------
+
+CRD_GROUPS = {"monitoring.coreos.com": "kube-prometheus-stack", "gateway.networking.k8s.io": "gateway-api"}
+
+
+def waits_for(capture, resource) -> set[str]:
+    """Every URN the engine finishes before creating `resource` (its dependencies, transitively)."""
+    by_urn = {r.urn: r for r in capture.resources}
+    seen: set[str] = set()
+    pending = list(resource.dependencies)
+    while pending:
+        urn = pending.pop()
+        if urn in seen:
+            continue
+        seen.add(urn)
+        if urn in by_urn:
+            pending.extend(by_urn[urn].dependencies)
+            # depends_on a component waits for all of the component's children
+            pending.extend(r.urn for r in capture.resources if r.parent == urn)
+    return seen
+
+
+def installers(capture, group: str) -> set[str]:
+    if group == "monitoring.coreos.com":
+        return {
+            r.urn
+            for r in capture.of_type("kubernetes:helm.sh/v3:Release")
+            if r.inputs["name"] == "kube-prometheus-stack"
+        }
+    return {
+        r.urn
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "CustomResourceDefinition" and r.inputs["spec"]["group"] == group
+    }
+
+
+@pytest.mark.parametrize("stack", STACKS)
+@pytest.mark.parametrize("exposure", ["default", "gateway-api"])
+def test_every_custom_resource_waits_for_what_installs_its_crd(stack, exposure, run_program):
+    config = stack_config(stack)
+    if exposure == "gateway-api":
+        config["gpu-platform:gateway"] = {"exposure": "gateway-api", "gatewayApi": {"installCrds": True}}
+    capture = run_program(config, stack=stack)
+    custom = [r for r in capture.kubernetes() if r.inputs["apiVersion"].split("/")[0] in CRD_GROUPS]
+    assert custom
+    for resource in custom:
+        group = resource.inputs["apiVersion"].split("/")[0]
+        wanted = installers(capture, group)
+        assert wanted, f"nothing installs the CRD of {resource.inputs['kind']} in stack {stack}"
+        assert wanted & waits_for(capture, resource), (
+            f"{stack}: {resource.inputs['kind']} {resource.inputs['metadata'].get('namespace')}/"
+            f"{resource.inputs['metadata']['name']} does not wait for what installs its CRD"
+        )
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_worker_pods_wait_for_their_priority_class_and_the_gpu_pool(stack, run_program):
+    capture = run_program(stack_config(stack), stack=stack)
+    classes = {r.inputs["metadata"]["name"]: r.urn for r in capture.kubernetes() if r.inputs["kind"] == "PriorityClass"}
+    pool = {
+        r.urn
+        for r in capture.of_type("kubernetes:helm.sh/v3:Release")
+        if r.inputs["name"] in ("fake-gpu-operator", "nvidia-device-plugin")
+    }
+    pool |= {r.urn for r in capture.of_type("aws:eks/nodeGroup:NodeGroup")}
+    workloads = [r for r in capture.kubernetes() if r.inputs["kind"] in ("Deployment", "StatefulSet")]
+    assert workloads
+    for workload in workloads:
+        pod = workload.inputs["spec"]["template"]["spec"]
+        name = f"{stack}: {workload.inputs['kind']} {workload.inputs['metadata']['namespace']}/{workload.inputs['metadata']['name']}"
+        before = waits_for(capture, workload)
+        assert pod.get("priorityClassName"), f"{name} has no PriorityClass"
+        assert classes[pod["priorityClassName"]] in before, f"{name} does not wait for its PriorityClass"
+        gpus = sum(int(c["resources"].get("limits", {}).get("nvidia.com/gpu", 0)) for c in pod["containers"])
+        if gpus:
+            assert pool & before, f"{name} requests GPUs but does not wait for the GPU pool"
