@@ -22,6 +22,7 @@ from components import labels
 from components.metrics_catalog import GATEWAY_INFLIGHT_METRIC
 from components.tenant_network import DNS_PORTS
 from infra.config import GatewaySettings, Images, PlatformNamespaces
+from infra.config.engines import worker_ports
 from infra.quantity import format_bytes
 
 PORT = 8080
@@ -108,7 +109,7 @@ def network_policies(
             "egress": [
                 {
                     "to": [{"namespaceSelector": {"matchExpressions": [{"key": labels.TENANT, "operator": "Exists"}]}}],
-                    "ports": [{"protocol": "TCP", "port": 8000}],
+                    "ports": [{"protocol": "TCP", "port": p} for p in worker_ports()],
                 },
                 {"to": [{"podSelector": {"matchLabels": redis}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
                 {
