@@ -75,7 +75,7 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def network_policies(
+def gateway_network_policies(
     namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
@@ -158,7 +158,7 @@ class GatewayStack(pulumi.ComponentResource):
         if args.monitoring_crds is not None:
             self._autoscaler(settings, gateway_labels, deployment)
             self._service_monitor(gateway_selector, gateway_labels, args.monitoring_crds)
-        for policy, spec in network_policies(
+        for policy, spec in gateway_network_policies(
             namespace, args.namespaces.monitoring, gateway_selector, redis_selector
         ).items():
             k8s.networking.v1.NetworkPolicy(
