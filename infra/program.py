@@ -123,6 +123,7 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
                 config.monitoring.thresholds,
                 config.monitoring.pricing,
                 config.platform.namespaces.gateway,
+                {tenant.name: tenant.cost_center or "" for tenant in config.tenants},
             ),
             adapter_rules=metrics_catalog.adapter_rules(),
             dashboards=load_dashboards(),
