@@ -22,6 +22,7 @@ import pulumi_kubernetes as k8s
 from components import labels
 from components.helm import DCGM_EXPORTER, KUBE_PROMETHEUS_STACK, PROMETHEUS_ADAPTER, release
 from infra.config import MonitoringSettings, PlatformNamespaces
+from infra.quantity import format_bytes
 
 RELEASE = "kube-prometheus-stack"
 DASHBOARD_LABEL = "grafana_dashboard"
@@ -43,11 +44,41 @@ def prometheus_url(namespaces: PlatformNamespaces) -> str:
     return f"http://{RELEASE}-prometheus.{namespaces.monitoring}.svc"
 
 
-def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]:
+def prometheus_storage(settings: MonitoringSettings) -> dict[str, Any]:
+    """A PersistentVolumeClaim per Prometheus replica: billing history survives restarts."""
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": format_bytes(settings.storage.size)}},
+    }
+    if settings.storage.storage_class:
+        spec["storageClassName"] = settings.storage.storage_class
+    return {"volumeClaimTemplate": {"spec": spec}}
+
+
+def namespace_enforcement(platform_namespaces: list[str]) -> dict[str, Any]:
+    """Series from tenant-owned monitors carry their own namespace, whatever they relabel or honour.
+
+    Billing and usage count only the platform's jobs; this stops a tenant's ServiceMonitor from
+    posing as one of them for another tenant's namespace. The platform's own monitors and rules
+    (kube-state-metrics, DCGM, the gateway) keep the `namespace` label they report.
+    """
+    return {
+        "enforcedNamespaceLabel": "namespace",
+        "excludedFromEnforcement": [
+            {"group": "monitoring.coreos.com", "resource": resource, "namespace": namespace}
+            for namespace in sorted(platform_namespaces)
+            for resource in ("servicemonitors", "podmonitors", "prometheusrules")
+        ],
+    }
+
+
+def kube_prometheus_stack_values(settings: MonitoringSettings, platform_namespaces: list[str] = ()) -> dict[str, Any]:
     return {
         "prometheus": {
             "prometheusSpec": {
                 "retention": settings.retention,
+                "storageSpec": prometheus_storage(settings),
+                **namespace_enforcement(list(platform_namespaces)),
                 "scrapeInterval": settings.scrape_interval,
                 "resources": settings.prometheus.as_kubernetes(),
                 # Select every monitor and rule in the cluster, not only this release's.
@@ -104,7 +135,11 @@ class MonitoringStack(pulumi.ComponentResource):
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         stack = release(
-            RELEASE, KUBE_PROMETHEUS_STACK, kube_prometheus_stack_values(args.settings), namespaces.monitoring, in_ns
+            RELEASE,
+            KUBE_PROMETHEUS_STACK,
+            kube_prometheus_stack_values(args.settings, list(namespaces.model_dump().values())),
+            namespaces.monitoring,
+            in_ns,
         )
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[stack])
         release(

@@ -21,11 +21,12 @@ from datetime import UTC, datetime, timedelta
 
 from components import billing
 from infra.config import Pricing
+from infra.config.monitoring import LONGEST_BILLING_WINDOW_DAYS
 from infra.prometheus_api import PrometheusAPI, PrometheusError
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
-# A calendar month is at most 31 days; monitoring.retention must cover it (checked at config time).
-MAX_WINDOW_SECONDS = 31 * 86400
+# A calendar month; monitoring.retention must cover it (checked at config time).
+MAX_WINDOW_SECONDS = LONGEST_BILLING_WINDOW_DAYS * 86400
 NO_COST_CENTER = "(none)"
 
 TENANT_COLUMNS = [

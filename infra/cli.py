@@ -116,13 +116,14 @@ def usage(
     ),
     context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: its current-context)."),
     since: str = typer.Option("1h", "--since", help="Window for the tokens column (Prometheus only)."),
+    at: str | None = typer.Option(None, "--at", help="As of this time, ISO 8601 (Prometheus only; default now)."),
     as_json: bool = typer.Option(False, "--json", help="JSON for scripts instead of a table."),
     stack: str = typer.Option("kind", "--stack", "-s", help="Stack whose tenants and capacity apply."),
     stack_file: Path | None = StackFileOption,
 ) -> None:
     """Per tenant and namespace: requests, limits, GPUs and pods in use against quota, GPU utilisation, share."""
     from infra import usage as report
-    from infra.chargeback import ChargebackError, window_seconds
+    from infra.chargeback import ChargebackError, resolve_window, window_seconds
     from infra.kube_client import KubeError, load_kubeconfig, quota_status, resource_quotas
     from infra.preview.runner import load
     from infra.prometheus_api import PrometheusAPI, PrometheusError
@@ -136,6 +137,9 @@ def usage(
         raise typer.Exit(2)
     try:
         window_seconds(since)
+        when = resolve_window("1m", at).end.timestamp() if at else None
+        if at and kubeconfig is not None:
+            raise ValueError("--at: the API server only knows the present; use --prometheus")
         tenants = report.tenants_of(config, tenant)
     except (ChargebackError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -143,7 +147,7 @@ def usage(
     try:
         if prometheus is not None:
             with PrometheusAPI(prometheus) as api:
-                rows = report.from_prometheus(api, tenants, since)
+                rows = report.from_prometheus(api, tenants, since, when)
             source = f"prometheus {prometheus}"
         else:
             cluster = load_kubeconfig(kubeconfig, context)

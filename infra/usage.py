@@ -60,13 +60,13 @@ def tenants_of(config: StackConfig, only: str | None) -> dict[str, tuple[str, li
 
 
 def from_prometheus(
-    api: PrometheusAPI, tenants: dict[str, tuple[str, list[str]]], since: str = "1h"
+    api: PrometheusAPI, tenants: dict[str, tuple[str, list[str]]], since: str = "1h", at: float | None = None
 ) -> list[TenantUsage]:
     namespaces = sorted(ns for _, spaces in tenants.values() for ns in spaces)
     matcher = 'namespace=~"' + "|".join(namespaces) + '"'
-    quota = api.query(f'kube_resourcequota{{job="{billing.KUBE_STATE_METRICS_JOB}", {matcher}}}')
-    utilization = api.query(f"avg by (namespace) ({billing.gpu_exporter('DCGM_FI_DEV_GPU_UTIL', matcher)})")
-    tokens = api.query(billing.tokens(since))
+    quota = api.query(billing.kube_state("kube_resourcequota", matcher), at)
+    utilization = api.query(f"avg by (namespace) ({billing.gpu_exporter('DCGM_FI_DEV_GPU_UTIL', matcher)})", at)
+    tokens = api.query(billing.tokens(since), at)
     per_ns = {ns: NamespaceUsage(ns) for ns in namespaces}
     for sample in quota:
         labels, value = sample["metric"], float(sample["value"][1])
