@@ -89,7 +89,7 @@ def chargeback(
     except ConfigError as exc:
         raise _config_error(exc) from None
     pricing = config.monitoring.pricing
-    tenants = {t.name: (t.tier, t.cost_center or "") for t in config.tenants}
+    tenants = {t.name: (t.tier, t.cost_center or t.name) for t in config.tenants}
     try:
         window = resolve_window(since, end, month)
         render([], fmt, pricing.currency, window, by)  # bad --format/--by fail before Prometheus is asked

@@ -8,8 +8,14 @@ from infra.tenant_edit import shares
 
 
 def _share(config: StackConfig, tenant: Tenant) -> str:
+    """`cpu=12%/25%`: the request's and the limit's share; the 30% rule applies to both."""
     held = shares(config, tenant)
-    return " ".join(f"{key}={held[key]:.0%}" for key in ("cpu", "memory", "gpu") if key in held)
+    parts = []
+    for key in ("cpu", "memory", "gpu"):
+        if key in held:
+            limit = held.get(f"{key}_limit")
+            parts.append(f"{key}={held[key]:.0%}" + (f"/{limit:.0%}" if limit is not None else ""))
+    return " ".join(parts)
 
 
 def plan_lines(config: StackConfig) -> list[str]:

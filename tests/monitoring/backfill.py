@@ -43,23 +43,25 @@ class Series:
         return f"{self.name}{{{labels}}} {value:.17g} {t:.3f}"
 
 
-def scrape_times(start: float, stop: float, gaps: list[tuple[float, float]] = ()) -> list[float]:
+def scrape_times(start: float, stop: float, gaps=(), every: int = SCRAPE_SECONDS) -> list[float]:
     """Scrape instants in [start, stop), none inside a gap (Prometheus down)."""
-    first = (start - SCRAPE_PHASE) // SCRAPE_SECONDS * SCRAPE_SECONDS + SCRAPE_PHASE
-    times, t = [], first if first >= start else first + SCRAPE_SECONDS
+    first = (start - SCRAPE_PHASE) // every * every + SCRAPE_PHASE
+    times, t = [], first if first >= start else first + every
     while t < stop:
         if not any(a <= t < b for a, b in gaps):
             times.append(t)
-        t += SCRAPE_SECONDS
+        t += every
     return times
 
 
-def gauge(name: str, labels: dict[str, str], value: float, start: float, stop: float, gaps=()) -> Series:
-    return Series(name, labels, [(t, value) for t in scrape_times(start, stop, gaps)])
+def gauge(name: str, labels: dict[str, str], value: float, start: float, stop: float, gaps=(), every=SCRAPE_SECONDS):
+    return Series(name, labels, [(t, value) for t in scrape_times(start, stop, gaps, every)])
 
 
-def counter(name: str, labels: dict[str, str], value: Callable[[float], float], start, stop, gaps=()) -> Series:
-    return Series(name, labels, [(t, value(t)) for t in scrape_times(start, stop, gaps)])
+def counter(
+    name: str, labels: dict[str, str], value: Callable[[float], float], start, stop, gaps=(), every=SCRAPE_SECONDS
+):
+    return Series(name, labels, [(t, value(t)) for t in scrape_times(start, stop, gaps, every)])
 
 
 def openmetrics(series: list[Series]) -> str:
@@ -88,7 +90,7 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _server(prometheus: str, work: Path, retention: str) -> Iterator[str]:
+def _server(prometheus: str, work: Path, retention: str, lookback: str) -> Iterator[str]:
     config = work / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": f"{SCRAPE_SECONDS}s"}}))
     port = _free_port()
@@ -98,7 +100,7 @@ def _server(prometheus: str, work: Path, retention: str) -> Iterator[str]:
             f"--config.file={config}",
             f"--storage.tsdb.path={work / 'data'}",
             f"--storage.tsdb.retention.time={retention}",
-            f"--query.lookback-delta={LOOKBACK}",
+            f"--query.lookback-delta={lookback}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
@@ -134,6 +136,7 @@ def backfilled_prometheus(
     start: float,
     end: float,
     retention: str = "40d",
+    lookback: str = LOOKBACK,
 ) -> Iterator[str]:
     """A Prometheus serving `series` and the `rule_groups` evaluated every minute over [start, end]."""
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
@@ -142,7 +145,7 @@ def backfilled_prometheus(
     (work / "raw.om").write_text(openmetrics(series))
     _run(promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "raw.om"), str(data))
     (work / "rules.yaml").write_text(yaml.safe_dump({"groups": rule_groups}))
-    with _server(prometheus, work, retention) as url:
+    with _server(prometheus, work, retention, lookback) as url:
         _run(
             promtool,
             "tsdb",
@@ -159,7 +162,7 @@ def backfilled_prometheus(
         )
     for block in (work / "rules-blocks").iterdir():
         shutil.move(str(block), data / block.name)
-    with _server(prometheus, work, retention) as url:
+    with _server(prometheus, work, retention, lookback) as url:
         yield url
 
 
