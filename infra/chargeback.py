@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from components import billing
 from infra.config import Pricing
 from infra.config.monitoring import LONGEST_BILLING_WINDOW_DAYS
-from infra.prometheus_api import PrometheusAPI, PrometheusError
+from infra.prometheus_api import PrometheusAPI
 
 _UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
 # A calendar month; monitoring.retention must cover it (checked at config time).
@@ -130,7 +130,7 @@ def resolve_window(
 def check_retention(api: PrometheusAPI, window: Window, configured: str, now: datetime | None = None) -> None:
     """Refuse a window that starts before what Prometheus still keeps: the bill would be short."""
     retention = api.retention() or configured
-    keeps = timedelta(seconds=window_seconds_any(retention))
+    keeps = timedelta(seconds=duration_seconds(retention))
     oldest = (now or datetime.now(UTC)) - keeps
     if window.start < oldest:
         raise ChargebackError(
@@ -139,7 +139,7 @@ def check_retention(api: PrometheusAPI, window: Window, configured: str, now: da
         )
 
 
-def window_seconds_any(duration: str) -> int:
+def duration_seconds(duration: str) -> int:
     """Seconds of a Prometheus duration such as 45d, 1y or 12h30m."""
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
     parts = re.findall(r"(\d+)(ms|s|m|h|d|w|y)", duration)
@@ -308,6 +308,3 @@ def render(rows: list[TenantCost], fmt: str, currency: str, window: Window, by: 
         f"{sum(r.total for r in rows):>10.2f} {currency}"
     )
     return "\n".join(lines)
-
-
-__all__ = ["ChargebackError", "PrometheusError", "collect", "render", "resolve_window"]
