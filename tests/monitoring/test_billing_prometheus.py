@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import shutil
+import time
 from pathlib import Path
 
 import httpx
@@ -41,8 +42,6 @@ TIERS = {"acme": ("gold", "cc-1001"), "globex": ("silver", "cc-2002"), "initech"
 GATEWAY_NS = "platform-gateway"
 M = 60
 H = 3600
-
-import time  # noqa: E402 - kept next to its only use
 
 # Window 1 starts on a whole hour five hours ago, so that all history is older than the head.
 S = (int(time.time()) // H - 5) * H
