@@ -14,7 +14,10 @@ Two recording rules, evaluated every minute, turn the platform's own series into
 Gaps: a minute in which Prometheus did not run or could not scrape kube-state-metrics has no GPU
 sample and is not billed (the platform, not the tenant, pays for its monitoring outages). The
 gateway keeps counting while Prometheus is down, so tokens served during a gap are billed in the
-first minute after it (the previous value is looked up as far back as `COUNTER_MEMORY`).
+first minute after it (the previous value is looked up as far back as `COUNTER_MEMORY`). One
+approximation remains: a Prometheus restart writes no staleness markers, so for a restart shorter
+than the lookback delta (5 minutes) a pod deleted meanwhile stays visible, and billed, until that
+delta has passed since its last sample.
 
 The CLI (`platformctl chargeback`), the chargeback recording rules and the tenant dashboard's cost
 panel all render their PromQL from the functions here, and prices per tenant come from `prices`.
