@@ -170,11 +170,20 @@ def shares(config: StackConfig, tenant: Tenant) -> dict[str, Decimal]:
 def share_problems(config: StackConfig) -> list[str]:
     """What the policy pack's capacity rule would refuse at `pulumi up`, said before the file is written."""
     problems = []
+    totals: dict[str, Decimal] = {}
     for index, tenant in enumerate(config.tenants):
         for key, share in shares(config, tenant).items():
+            totals[key] = totals.get(key, Decimal(0)) + share
             if share > Decimal(str(config.platform.max_tenant_share)):
                 problems.append(
                     f"tenants[{index}].quota: tenant {tenant.name!r} would hold {share:.0%} of the cluster's "
                     f"{SHARED[key]} ({key}), above platform.maxTenantShare {config.platform.max_tenant_share:.0%}"
                 )
+    ratio = Decimal(str(config.platform.over_subscription_ratio))
+    for key, total in totals.items():
+        if total > ratio:
+            problems.append(
+                f"tenants: all tenants together would hold {total:.0%} of the cluster's {SHARED[key]} ({key}), "
+                f"above platform.overSubscriptionRatio {ratio:g}"
+            )
     return problems

@@ -135,3 +135,13 @@ def test_tenants_stored_as_json_are_left_to_a_human(tmp_path):
     result = run("add", "b", "--tier", "gold", "--yes", "--stack-file", str(path))
     assert result.exit_code == 2 and "JSON string" in result.output
     assert path.read_bytes() == before
+
+
+def test_all_tenants_together_stay_within_capacity(kind):
+    # kind: 8 GPUs; acme 2, globex 2 (two namespaces), initech 1. One more gold (2) fits, two do not.
+    assert run("add", "hooli", "--tier", "gold", "--yes", "--stack-file", str(kind)).exit_code == 0
+    before = kind.read_bytes()
+    result = run("add", "umbrella", "--tier", "gold", "--yes", "--stack-file", str(kind))
+    assert result.exit_code == 2, result.output
+    assert "all tenants together would hold 112% of the cluster's gpu" in result.output
+    assert kind.read_bytes() == before
