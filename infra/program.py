@@ -150,6 +150,8 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool, core: PlatformCore)
                 config.monitoring.thresholds,
                 config.monitoring.pricing,
                 config.platform.namespaces.gateway,
+                # The namespace label `cost-center` defaults to the tenant name; billing says the same.
+                {tenant.name: tenant.cost_center or tenant.name for tenant in config.tenants},
             ),
             adapter_rules=metrics_catalog.adapter_rules(),
             dashboards=load_dashboards(),
