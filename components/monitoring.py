@@ -58,20 +58,23 @@ class MonitoringStackArgs:
     priority_class_name: str | None = None
     # The namespace the GPU exporters run in, which must exist before their monitors.
     gpu_operator_namespace: pulumi.Resource | None = None
+    # The platform's default StorageClass, for Prometheus' volume when `monitoring.storage` names none.
+    storage_class: str | None = None
 
 
 def prometheus_url(namespaces: PlatformNamespaces) -> str:
     return f"http://{RELEASE}-prometheus.{namespaces.monitoring}.svc"
 
 
-def prometheus_storage(settings: MonitoringSettings) -> dict[str, Any]:
+def prometheus_storage(settings: MonitoringSettings, default_class: str | None = None) -> dict[str, Any]:
     """A PersistentVolumeClaim per Prometheus replica: billing history survives restarts."""
     spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
         "resources": {"requests": {"storage": format_bytes(settings.storage.size)}},
     }
-    if settings.storage.storage_class:
-        spec["storageClassName"] = settings.storage.storage_class
+    storage_class = settings.storage.storage_class or default_class
+    if storage_class:
+        spec["storageClassName"] = storage_class
     return {"volumeClaimTemplate": {"spec": spec}}
 
 
@@ -93,14 +96,17 @@ def namespace_enforcement(platform_namespaces: list[str]) -> dict[str, Any]:
 
 
 def kube_prometheus_stack_values(
-    settings: MonitoringSettings, platform_namespaces: list[str] = (), priority_class_name: str | None = None
+    settings: MonitoringSettings,
+    platform_namespaces: list[str] = (),
+    priority_class_name: str | None = None,
+    storage_class: str | None = None,
 ) -> dict[str, Any]:
     priority = {"priorityClassName": priority_class_name} if priority_class_name else {}
     values: dict[str, Any] = {
         "prometheus": {
             "prometheusSpec": {
                 "retention": settings.retention,
-                "storageSpec": prometheus_storage(settings),
+                "storageSpec": prometheus_storage(settings, storage_class),
                 **namespace_enforcement(list(platform_namespaces)),
                 "scrapeInterval": settings.scrape_interval,
                 "resources": settings.prometheus.as_kubernetes(),
@@ -172,7 +178,7 @@ class MonitoringStack(pulumi.ComponentResource):
             RELEASE,
             KUBE_PROMETHEUS_STACK,
             kube_prometheus_stack_values(
-                args.settings, list(namespaces.model_dump().values()), args.priority_class_name
+                args.settings, list(namespaces.model_dump().values()), args.priority_class_name, args.storage_class
             ),
             namespaces.monitoring,
             in_ns,

@@ -157,6 +157,7 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool, core: PlatformCore)
             dashboards=load_dashboards(),
             priority_class_name=PLATFORM_CRITICAL,
             gpu_operator_namespace=pool.operator_namespace,
+            storage_class=config.platform.storage_class,
         ),
         opts=pulumi.ResourceOptions(depends_on=[core.priority_class_resources[PLATFORM_CRITICAL]]),
     )

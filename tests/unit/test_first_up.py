@@ -117,6 +117,8 @@ def test_every_pvc_can_name_the_platform_storage_class(stack, run_program):
     claims = [c["spec"] for c in objects(capture, "PersistentVolumeClaim")]
     for statefulset in objects(capture, "StatefulSet"):
         claims += [t["spec"] for t in statefulset["spec"].get("volumeClaimTemplates", [])]
+    spec = releases(capture)["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    claims.append(spec["storageSpec"]["volumeClaimTemplate"]["spec"])
     assert claims
     # A claim that names its own class keeps it (gpu-cloud's cache asks for gp3).
     assert all(c.get("storageClassName") in ("local-path", "gp3") for c in claims)
