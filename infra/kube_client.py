@@ -140,6 +140,9 @@ def quota_status(items: list[dict]) -> tuple[dict[str, float], dict[str, float]]
     used: dict[str, float] = {}
     hard: dict[str, float] = {}
     for item in items:
+        spec = item.get("spec") or {}
+        if spec.get("scopes") or spec.get("scopeSelector"):
+            continue  # bounds only the pods it selects (the PriorityClass quota), not the namespace
         status = item.get("status") or {}
         for resource, text in (status.get("hard") or {}).items():
             value = float(parse_quantity(text))

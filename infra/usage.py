@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass, field
 
 from components import billing
+from components.tenant import QUOTA_NAME
 from infra.config import StackConfig
 from infra.prometheus_api import PrometheusAPI
 
@@ -64,7 +65,9 @@ def from_prometheus(
 ) -> list[TenantUsage]:
     namespaces = sorted(ns for _, spaces in tenants.values() for ns in spaces)
     matcher = 'namespace=~"' + "|".join(namespaces) + '"'
-    quota = api.query(billing.kube_state("kube_resourcequota", matcher), at)
+    # The namespace's overall quota only: the PriorityClass quota (0 pods of other tiers' classes) is scoped
+    # to the pods it selects and says nothing about what the namespace may hold.
+    quota = api.query(billing.kube_state("kube_resourcequota", f'{matcher},resourcequota="{QUOTA_NAME}"'), at)
     utilization = api.query(f"avg by (namespace) ({billing.gpu_exporter('DCGM_FI_DEV_GPU_UTIL', matcher)})", at)
     tokens = api.query(billing.tokens(since), at)
     per_ns = {ns: NamespaceUsage(ns) for ns in namespaces}

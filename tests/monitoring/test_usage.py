@@ -58,6 +58,10 @@ def quota_series():
                 "type": kind,
             }
             series.append(gauge("kube_resourcequota", labels, value, *HISTORY))
+    # The PriorityClass quota of acme: zero pods of other tiers' classes, not of the namespace.
+    for kind in ("used", "hard"):
+        labels = {"job": "kube-state-metrics", "namespace": "acme", "resourcequota": "tenant-priority-classes"}
+        series.append(gauge("kube_resourcequota", {**labels, "resource": "pods", "type": kind}, 0, *HISTORY))
     # A tenant's exporter claiming globex uses everything: not kube-state-metrics.
     forged = {"job": "acme-exporter", "namespace": "globex", "resourcequota": "q", "resource": "requests.cpu"}
     series.append(gauge("kube_resourcequota", {**forged, "type": "used"}, 1000, *HISTORY))
@@ -210,7 +214,20 @@ QUOTA_LIST = {
                     "pods": "3",
                 },
             },
-        }
+        },
+        # The PriorityClass quota: scoped to other tiers' classes, so its `pods: 0` bounds only those pods.
+        {
+            "metadata": {"name": "tenant-priority-classes", "namespace": "acme"},
+            "spec": {
+                "hard": {"pods": "0"},
+                "scopeSelector": {
+                    "matchExpressions": [
+                        {"scopeName": "PriorityClass", "operator": "In", "values": ["platform-critical"]}
+                    ]
+                },
+            },
+            "status": {"hard": {"pods": "0"}, "used": {"pods": "0"}},
+        },
     ],
 }
 
@@ -219,6 +236,7 @@ def test_quota_status_parses_quantities():
     used, hard = quota_status(QUOTA_LIST["items"])
     assert used == {"requests.cpu": 1.5, "requests.memory": 2 * GI, "requests.nvidia.com/gpu": 1, "pods": 3}
     assert hard["requests.memory"] == 4 * GI
+    assert hard["pods"] == 10, "a scoped quota bounds only the pods it selects"
 
 
 def test_usage_from_the_api_server(tmp_path):
@@ -233,7 +251,7 @@ def test_usage_from_the_api_server(tmp_path):
     with serve(handler) as (url, _):
         path, _ = _kubeconfig(tmp_path, url, token="t0ken")
         quotas = resource_quotas(load_kubeconfig(path), ["acme", "missing"])
-        assert quotas["missing"] == [] and len(quotas["acme"]) == 1
+        assert quotas["missing"] == [] and len(quotas["acme"]) == 2
         result = usage("--kubeconfig", str(path), "--json")
     assert result.exit_code == 0, result.output
     acme = next(t for t in json.loads(result.output)["tenants"] if t["tenant"] == "acme")
