@@ -289,16 +289,23 @@ def preflight(
     stack: str = StackOption,
     stack_file: Path | None = StackFileOption,
     region: str | None = typer.Option(None, "--region", help="AWS region (default: the stack's aws:region)."),
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="Check the cluster instead: nodes, StorageClass, Gateway API CRDs, IngressClass."
+    ),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: its current-context)."),
 ) -> None:
-    """Check with AWS that the stack's EKS GPU instance type exists and is offered where configured."""
-    from infra.preflight import BotoCoreError, region_of
-    from infra.preflight import preflight as run_preflight
+    """Before `pulumi up`: check with AWS (EKS pools) or with the cluster (--kubeconfig) what the stack assumes."""
     from infra.preview.runner import load
 
     try:
         _, raw, config = load(stack, stack_file)
     except ConfigError as exc:
         raise _config_error(exc) from None
+    if kubeconfig is not None:
+        _cluster_preflight(config, kubeconfig, context)
+    from infra.preflight import BotoCoreError, region_of
+    from infra.preflight import preflight as run_preflight
+
     region = region or region_of(raw)
     if not region:
         typer.echo("error: no AWS region: pass --region or set aws:region in the stack file", err=True)
@@ -319,6 +326,22 @@ def preflight(
     for problem in result.problems:
         typer.echo(f"problem: {problem}", err=True)
     raise typer.Exit(0 if result.ok else 1)
+
+
+def _cluster_preflight(config, kubeconfig: Path, context: str | None) -> None:
+    from infra.cluster_preflight import cluster_problems
+    from infra.kube_client import KubeError, load_kubeconfig
+
+    try:
+        problems = cluster_problems(config, load_kubeconfig(kubeconfig, context))
+    except KubeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not problems:
+        typer.echo("cluster ready for pulumi up: nodes, storage and exposure as the stack expects")
+    raise typer.Exit(1 if problems else 0)
 
 
 @app.command()

@@ -113,6 +113,25 @@ def _ssl_context(cluster: Cluster) -> Iterator[ssl.SSLContext | bool]:
         yield context
 
 
+def get(cluster: Cluster, paths: list[str], timeout: float = 10.0) -> dict[str, dict | None]:
+    """GET each API path; a 404 is None (the kind or object does not exist)."""
+    headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
+    found: dict[str, dict | None] = {}
+    with _ssl_context(cluster) as verify, httpx.Client(verify=verify, timeout=timeout, headers=headers) as client:
+        for path in paths:
+            try:
+                response = client.get(f"{cluster.server}{path}")
+            except httpx.HTTPError as exc:
+                raise KubeError(f"cannot reach the API server at {cluster.server}: {exc}") from None
+            if response.status_code == 404:
+                found[path] = None
+            elif response.status_code == 200:
+                found[path] = response.json()
+            else:
+                raise KubeError(f"{path} answered {response.status_code}: {response.text[:200]}")
+    return found
+
+
 def resource_quotas(cluster: Cluster, namespaces: list[str], timeout: float = 10.0) -> dict[str, list[dict]]:
     """The ResourceQuota objects of each namespace (a missing namespace has none)."""
     headers = {"Authorization": f"Bearer {cluster.token}"} if cluster.token else {}
