@@ -161,87 +161,100 @@ class MonitoringStack(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:monitoring:MonitoringStack", name, None, opts)
-        namespaces = args.namespaces
-        self.namespace = namespaces.monitoring
+        self._args = args
+        self.namespace = args.namespaces.monitoring
         common = labels.recommended("monitoring", "monitoring")
+        ns = self._namespace(common)
+        self.crds = self._kube_prometheus_stack(ns)
+        self._adapter()
+        self._gpu_metrics(common)
+        self._platform_rules(common)
+        self._dashboards(common, ns)
+        self._tenant_monitor_policy(common)
+        self.prometheus_url = prometheus_url(args.namespaces)
+        self.register_outputs({"prometheusUrl": self.prometheus_url, "namespace": self.namespace})
+
+    def _namespace(self, common: dict[str, str]) -> k8s.core.v1.Namespace:
         # node-exporter needs the host's network and PID namespaces: this namespace is privileged.
-        ns = k8s.core.v1.Namespace(
-            namespaces.monitoring,
+        return k8s.core.v1.Namespace(
+            self.namespace,
             metadata={
-                "name": namespaces.monitoring,
+                "name": self.namespace,
                 "labels": {**common, "pod-security.kubernetes.io/enforce": "privileged"},
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
-        stack = release(
+
+    def _kube_prometheus_stack(self, ns: k8s.core.v1.Namespace) -> k8s.helm.v3.Release:
+        args = self._args
+        return release(
             RELEASE,
             KUBE_PROMETHEUS_STACK,
             kube_prometheus_stack_values(
-                args.settings, list(namespaces.model_dump().values()), args.priority_class_name, args.storage_class
+                args.settings, list(args.namespaces.model_dump().values()), args.priority_class_name, args.storage_class
             ),
-            namespaces.monitoring,
-            in_ns,
+            self.namespace,
+            pulumi.ResourceOptions(parent=self, depends_on=[ns]),
             timeout_seconds=STACK_TIMEOUT_SECONDS,
         )
-        self.crds = stack
-        after_stack = pulumi.ResourceOptions(parent=self, depends_on=[stack])
+
+    def _adapter(self) -> None:
+        args = self._args
         release(
             "prometheus-adapter",
             PROMETHEUS_ADAPTER,
-            adapter_values(namespaces, args.adapter_rules, args.priority_class_name),
-            namespaces.monitoring,
-            after_stack,
+            adapter_values(args.namespaces, args.adapter_rules, args.priority_class_name),
+            self.namespace,
+            pulumi.ResourceOptions(parent=self, depends_on=[self.crds]),
         )
-        gpu_namespace = [args.gpu_operator_namespace] if args.gpu_operator_namespace else []
-        after_stack_and_gpu = pulumi.ResourceOptions(parent=self, depends_on=[stack, *gpu_namespace])
 
+    def _gpu_metrics(self, common: dict[str, str]) -> None:
+        """The fake pool's exporter gets a ServiceMonitor; real pools get dcgm-exporter."""
+        args, gpu_operator = self._args, self._args.namespaces.gpu_operator
+        gpu_namespace = [args.gpu_operator_namespace] if args.gpu_operator_namespace else []
+        after = pulumi.ResourceOptions(parent=self, depends_on=[self.crds, *gpu_namespace])
         if args.pool_mode == "fake":
             k8s.apiextensions.CustomResource(
                 FAKE_GPU_MONITOR,
                 api_version="monitoring.coreos.com/v1",
                 kind="ServiceMonitor",
-                metadata={"name": FAKE_GPU_MONITOR, "namespace": namespaces.gpu_operator, "labels": common},
+                metadata={"name": FAKE_GPU_MONITOR, "namespace": gpu_operator, "labels": common},
                 spec={
                     "selector": {"matchLabels": {"app": "nvidia-dcgm-exporter"}},
-                    "namespaceSelector": {"matchNames": [namespaces.gpu_operator]},
+                    "namespaceSelector": {"matchNames": [gpu_operator]},
                     "endpoints": [
                         {"port": "gpu-metrics", "interval": args.settings.scrape_interval, "honorLabels": True}
                     ],
                 },
-                opts=after_stack_and_gpu,
+                opts=after,
             )
         else:
             release(
-                "dcgm-exporter",
-                DCGM_EXPORTER,
-                dcgm_values(args.node_selector, args.toleration),
-                namespaces.gpu_operator,
-                after_stack_and_gpu,
+                "dcgm-exporter", DCGM_EXPORTER, dcgm_values(args.node_selector, args.toleration), gpu_operator, after
             )
 
+    def _platform_rules(self, common: dict[str, str]) -> None:
         k8s.apiextensions.CustomResource(
             "platform-rules",
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
-            metadata={"name": PLATFORM_RULE, "namespace": namespaces.monitoring, "labels": common},
-            spec={"groups": args.rule_groups},
-            opts=after_stack,
+            metadata={"name": PLATFORM_RULE, "namespace": self.namespace, "labels": common},
+            spec={"groups": self._args.rule_groups},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.crds]),
         )
-        for dashboard, model in sorted(args.dashboards.items()):
+
+    def _dashboards(self, common: dict[str, str], ns: k8s.core.v1.Namespace) -> None:
+        for dashboard, model in sorted(self._args.dashboards.items()):
             k8s.core.v1.ConfigMap(
                 f"dashboard-{dashboard}",
                 metadata={
                     "name": f"dashboard-{dashboard}",
-                    "namespace": namespaces.monitoring,
+                    "namespace": self.namespace,
                     "labels": {**common, DASHBOARD_LABEL: "1"},
                 },
                 data={f"{dashboard}.json": json.dumps(model, indent=1, sort_keys=True)},
-                opts=in_ns,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
             )
-        self._tenant_monitor_policy(common)
-        self.prometheus_url = prometheus_url(namespaces)
-        self.register_outputs({"prometheusUrl": self.prometheus_url, "namespace": self.namespace})
 
     def _tenant_monitor_policy(self, common: dict[str, str]) -> None:
         """Tenants' ServiceMonitors and PodMonitors may select targets in their own namespace only.
