@@ -24,6 +24,7 @@ import yaml
 from components import labels
 from components.helm import FAKE_GPU_OPERATOR, NVIDIA_DEVICE_PLUGIN, release
 from infra.config import GpuPoolSettings, PlatformNamespaces
+from policies.platform_rules.contract import FAKE_POOL_LABEL, GPUS_PER_NODE_ANNOTATION
 
 EKS_TAINT_EFFECTS = {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}
 EKS_WORKER_POLICIES = [
@@ -52,7 +53,7 @@ def fake_operator_values(pool: GpuPoolSettings) -> dict[str, Any]:
     fake = pool.fake
     return {
         "topology": {
-            "nodePoolLabelKey": "run.ai/simulated-gpu-node-pool",
+            "nodePoolLabelKey": FAKE_POOL_LABEL,
             "nodePools": {
                 fake.pool: {
                     "gpuProduct": fake.gpu_product,
@@ -96,14 +97,15 @@ class GpuNodePool(pulumi.ComponentResource):
         self.node_selector = node_selector(pool)
         self.toleration = toleration(pool)
         if args.mode == "fake":
-            self._label_nodes(extra_labels={"run.ai/simulated-gpu-node-pool": pool.fake.pool})
+            self._label_nodes(extra_labels={FAKE_POOL_LABEL: pool.fake.pool})
             release(
                 "fake-gpu-operator", FAKE_GPU_OPERATOR, fake_operator_values(pool), args.namespaces.gpu_operator, child
             )
             per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
             nodes = pulumi.Output.from_input(len(pool.nodes))
         elif args.mode == "onprem":
-            self._label_nodes()
+            # The physical count, recorded where the policy pack bounds the pool's capacity by it.
+            self._label_nodes(annotations={GPUS_PER_NODE_ANNOTATION: str(pool.gpus_per_node)})
             release(
                 "nvidia-device-plugin",
                 NVIDIA_DEVICE_PLUGIN,
@@ -138,13 +140,19 @@ class GpuNodePool(pulumi.ComponentResource):
             }
         )
 
-    def _label_nodes(self, extra_labels: dict[str, str] | None = None) -> None:
+    def _label_nodes(
+        self, extra_labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+    ) -> None:
         pool = self._pool
         for node in pool.nodes:
             spec = {"taints": [{"key": pool.taint.key, "value": pool.taint.value, "effect": pool.taint.effect}]}
             k8s.core.v1.NodePatch(
                 f"gpu-node-{node}",
-                metadata={"name": node, "labels": {**node_selector(pool), **(extra_labels or {})}},
+                metadata={
+                    "name": node,
+                    "labels": {**node_selector(pool), **(extra_labels or {})},
+                    **({"annotations": annotations} if annotations else {}),
+                },
                 spec=spec if pool.taint_nodes else None,
                 opts=pulumi.ResourceOptions(parent=self, retain_on_delete=False),
             )

@@ -22,8 +22,7 @@ from components.tenant import API_KEY_SECRET
 from components.tenant_rbac import ROLES, role_rules
 from infra.config import GpuPoolSettings, PlatformSettings, Tier
 from infra.quantity import format_bytes, format_cpu
-
-CAPACITY_CONFIGMAP = "platform-capacity"
+from policies.platform_rules.contract import CAPACITY_CONFIGMAP, CAPACITY_LABEL_VALUE
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ class PlatformCore(pulumi.ComponentResource):
             metadata={
                 "name": CAPACITY_CONFIGMAP,
                 "namespace": self.system_namespace,
-                "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: "true"},
+                "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: CAPACITY_LABEL_VALUE},
             },
             data=pulumi.Output.from_input(args.gpu_capacity).apply(
                 lambda gpus: capacity_data(args.platform, args.gpu_pool, self._reconcile_gpus(args.platform, gpus))

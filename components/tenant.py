@@ -8,7 +8,6 @@ secrets, and hashed (SHA-256) for the gateway, which never sees a key itself.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -20,6 +19,9 @@ from components.tenant_network import network_policies
 from components.tenant_rbac import ROLES, subjects
 from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
+from policies.platform_rules.contract import hash_api_key
+
+__all__ = ["API_KEY_SECRET", "TenantStack", "TenantStackArgs", "hash_api_key"]
 
 API_KEY_SECRET = "tenant-api-keys"
 QUOTA_NAME = "tenant-quota"
@@ -40,11 +42,6 @@ class TenantStackArgs:
     priority_class_name: str
     platform_namespaces: PlatformNamespaces
     role_names: dict[str, str]  # tenant role -> ClusterRole name, from PlatformCore
-
-
-def hash_api_key(key: str) -> str:
-    """The only form in which the gateway knows a key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def quota_hard(quota: Quota) -> dict[str, str]:
