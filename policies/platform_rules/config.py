@@ -150,7 +150,14 @@ class PolicyConfig:
         pool = pool_gpus(resources, label.partition("=")[0])
         problems.extend(pool.problems)
         gpu = capacity["gpu"]
-        capacity["gpu"] = Capacity("gpu", gpu.declared, gpu.declared_by, pool.gpus, pool.source)
+        provided, provided_by = pool.gpus, pool.source
+        if provided is None and "gpu" not in pack.capacity:
+            # Nothing in the stack advertises GPUs; only the pack's runner may vouch for them.
+            provided, provided_by = (
+                Decimal(0),
+                "no GPU pool (no GPU operator or device plugin release, no GPU node group)",
+            )
+        capacity["gpu"] = Capacity("gpu", gpu.declared, gpu.declared_by, provided, provided_by)
         return cls(share, ratio, taint, label, capacity, tenants, tuple(problems))
 
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import contract
-from .model import Resource, quantity
+from .model import Resource, fmt, quantity
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
@@ -85,7 +85,7 @@ def _fake(values: dict[str, Any], nodes: dict[str, Resource]) -> tuple[Decimal, 
         count = quantity((settings or {}).get("gpuCount", 0))
         members = sorted(n for n, node in nodes.items() if _labels(node).get(label_key) == pool)
         total += count * len(members)
-        parts.append(f"pool {pool!r}: {count:f} GPUs x {len(members)} labelled nodes")
+        parts.append(f"pool {pool!r}: {fmt(count)} GPUs x {len(members)} labelled nodes")
     return total, ", ".join(parts) or "no node pools"
 
 
@@ -113,7 +113,7 @@ def _device_plugin(
                 )
             )
         physical += count
-    detail = f"{len(members)} labelled nodes, {physical:f} physical GPUs x {replicas} time-slicing replicas"
+    detail = f"{len(members)} labelled nodes, {fmt(physical)} physical GPUs x {replicas} time-slicing replicas"
     return physical * replicas, detail, problems
 
 
@@ -159,7 +159,7 @@ def _node_group(group: Resource) -> tuple[Decimal, str, str]:
     max_size = quantity((group.props.get("scalingConfig") or {}).get("maxSize", 0))
     raw = (group.props.get("tags") or {}).get(contract.EKS_GPU_TAG)
     per_node = quantity(raw) if raw is not None else Decimal(0)
-    detail = f"maxSize {max_size:f} x {per_node:f} GPUs per instance"
+    detail = f"maxSize {fmt(max_size)} x {fmt(per_node)} GPUs per instance"
     problem = ""
     if raw is None or per_node <= 0:
         problem = (

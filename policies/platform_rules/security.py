@@ -122,6 +122,7 @@ def credentials_in_argv(argv: list) -> Iterator[str]:
             and index + 1 < len(words)
             and not words[index + 1].startswith("-")
             and _literal(words[index + 1])
+            and not TOKEN_ANYWHERE.search(words[index + 1])  # reported as a token on its own
         ):
             yield f"argument {index + 2} is the literal value of {word!r}"
 
