@@ -86,3 +86,44 @@ def test_the_crossguard_pack_resolves_settings_with_the_stack():
     reported.clear()
     share.validate(_args(resources, {"maxTenantShare": 0.5}), lambda message, urn=None: reported.append(message))
     assert reported == []
+
+
+def test_the_contract_is_what_the_program_and_the_gateway_use():
+    import components.labels as labels
+    from components.tenant import hash_api_key
+    from infra.quantity import parse_quantity
+    from policies.platform_rules import contract
+    from services.gateway.config import hash_key
+
+    assert (labels.TENANT, labels.TIER, labels.ENVIRONMENT, labels.COST_CENTER, labels.CAPACITY) == (
+        contract.TENANT_LABEL,
+        contract.TIER_LABEL,
+        contract.ENVIRONMENT_LABEL,
+        contract.COST_CENTER_LABEL,
+        contract.CAPACITY_LABEL,
+    )
+    assert hash_api_key is contract.hash_api_key and parse_quantity is contract.parse_quantity
+    # The gateway ships without the pack, so it keeps its own hash: it must agree with the contract's.
+    assert hash_key("sk-example") == contract.hash_api_key("sk-example")
+
+
+def test_the_contract_is_standard_library_only():
+    import ast
+
+    source = Path(__file__).resolve().parents[2] / "policies" / "platform_rules"
+    for name in ("contract.py", "quantity.py"):
+        tree = ast.parse((source / name).read_text())
+        imported = {
+            alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+        } | {
+            node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+        }
+        assert imported <= set(sys.stdlib_module_names), (name, imported - set(sys.stdlib_module_names))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "nan", "1e400x"])
+def test_quantities_that_would_switch_a_comparison_off_are_refused(bad):
+    from policies.platform_rules.quantity import parse_quantity
+
+    with pytest.raises(ValueError):
+        parse_quantity(bad)
