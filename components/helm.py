@@ -23,15 +23,25 @@ class Chart:
         return self.ref or self.name
 
 
-FAKE_GPU_OPERATOR = Chart(contract.FAKE_GPU_OPERATOR_CHART, "0.2.0", ref="oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator")
-NVIDIA_DEVICE_PLUGIN = Chart(contract.NVIDIA_DEVICE_PLUGIN_CHART, "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
+FAKE_GPU_OPERATOR = Chart(
+    contract.FAKE_GPU_OPERATOR_CHART, "0.2.0", ref="oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator"
+)
+NVIDIA_DEVICE_PLUGIN = Chart(
+    contract.NVIDIA_DEVICE_PLUGIN_CHART, "0.20.0", "https://nvidia.github.io/k8s-device-plugin"
+)
 KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts")
 PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-community.github.io/helm-charts")
 DCGM_EXPORTER = Chart(contract.DCGM_EXPORTER_CHART, "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
 
 
 def release(
-    name: str, chart: Chart, values: dict[str, Any], namespace: str, opts: pulumi.ResourceOptions
+    name: str,
+    chart: Chart,
+    values: dict[str, Any],
+    namespace: str,
+    opts: pulumi.ResourceOptions,
+    *,
+    timeout_seconds: int | None = None,
 ) -> k8s.helm.v3.Release:
     """A Helm release named exactly `name` (no random suffix: other objects address its Services)."""
     return k8s.helm.v3.Release(
@@ -42,6 +52,7 @@ def release(
         namespace=namespace,
         create_namespace=True,
         values=values,
+        **({"timeout": timeout_seconds} if timeout_seconds else {}),
         **({"repository_opts": {"repo": chart.repo}} if chart.repo else {}),
         opts=opts,
     )

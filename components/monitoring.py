@@ -25,6 +25,15 @@ from infra.config import MonitoringSettings, PlatformNamespaces
 
 RELEASE = "kube-prometheus-stack"
 DASHBOARD_LABEL = "grafana_dashboard"
+# Helm's default of 300 s is too short for the operator, Prometheus, Grafana and node exporters to become
+# ready on a fresh cluster that first has to pull their images.
+STACK_TIMEOUT_SECONDS = 900
+# The control-plane components kube-prometheus-stack scrapes by default. kind, minikube and kubeadm bind
+# them to 127.0.0.1 and managed clusters (EKS) hide them, so their targets would be down and their alerts
+# firing forever; `monitoring.controlPlaneScrapes` turns them on for clusters that expose them.
+CONTROL_PLANE_SCRAPES = ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy")
+FAKE_GPU_MONITOR = "fake-gpu-metrics"
+PLATFORM_RULE = "gpu-platform"
 
 
 @dataclass(frozen=True)
@@ -37,14 +46,35 @@ class MonitoringStackArgs:
     rule_groups: list[dict[str, Any]]
     adapter_rules: dict[str, list[dict[str, Any]]]
     dashboards: dict[str, dict[str, Any]] = field(default_factory=dict)
+    priority_class_name: str | None = None
+    # The namespace the GPU exporters run in, which must exist before their monitors.
+    gpu_operator_namespace: pulumi.Resource | None = None
 
 
 def prometheus_url(namespaces: PlatformNamespaces) -> str:
     return f"http://{RELEASE}-prometheus.{namespaces.monitoring}.svc"
 
 
-def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]:
-    return {
+def enforcement_exclusions(namespaces: PlatformNamespaces) -> list[dict[str, str]]:
+    """The platform's own objects that may keep the labels their targets report.
+
+    The GPU exporters report the `namespace` and `pod` of the pod holding each GPU (that is how GPU use is
+    attributed to tenants), and the platform's rules join across every namespace; enforcing their own
+    namespace on them would erase both.
+    """
+    group = "monitoring.coreos.com"
+    return [
+        {"group": group, "resource": "servicemonitors", "namespace": namespaces.gpu_operator, "name": FAKE_GPU_MONITOR},
+        {"group": group, "resource": "servicemonitors", "namespace": namespaces.gpu_operator, "name": "dcgm-exporter"},
+        {"group": group, "resource": "prometheusrules", "namespace": namespaces.monitoring, "name": PLATFORM_RULE},
+    ]
+
+
+def kube_prometheus_stack_values(
+    settings: MonitoringSettings, namespaces: PlatformNamespaces, priority_class_name: str | None = None
+) -> dict[str, Any]:
+    priority = {"priorityClassName": priority_class_name} if priority_class_name else {}
+    values: dict[str, Any] = {
         "prometheus": {
             "prometheusSpec": {
                 "retention": settings.retention,
@@ -54,8 +84,16 @@ def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]
                 "serviceMonitorSelectorNilUsesHelmValues": False,
                 "podMonitorSelectorNilUsesHelmValues": False,
                 "ruleSelectorNilUsesHelmValues": False,
+                # A tenant's ServiceMonitor, PodMonitor or rule sees only its own namespace: its namespace
+                # selector is ignored and every series it produces carries the namespace it lives in, so it
+                # can neither scrape another tenant nor relabel its series into another tenant's.
+                "ignoreNamespaceSelectors": True,
+                "enforcedNamespaceLabel": "namespace",
+                "excludedFromEnforcement": enforcement_exclusions(namespaces),
+                **priority,
             }
         },
+        "alertmanager": {"alertmanagerSpec": dict(priority)},
         # Grafana's own sizing lives in its subchart, whose defaults are not vendored: left at the chart's.
         "grafana": {
             "sidecar": {
@@ -63,12 +101,18 @@ def kube_prometheus_stack_values(settings: MonitoringSettings) -> dict[str, Any]
             },
         },
     }
+    for component in CONTROL_PLANE_SCRAPES:
+        values[component] = {"enabled": settings.control_plane_scrapes}
+    return values
 
 
-def adapter_values(namespaces: PlatformNamespaces, rules: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def adapter_values(
+    namespaces: PlatformNamespaces, rules: dict[str, list[dict[str, Any]]], priority_class_name: str | None = None
+) -> dict[str, Any]:
     return {
         "prometheus": {"url": prometheus_url(namespaces), "port": 9090},
         "rules": {"default": False, **rules},
+        **({"priorityClassName": priority_class_name} if priority_class_name else {}),
     }
 
 
@@ -87,6 +131,9 @@ def dcgm_values(node_selector: dict[str, str], toleration: dict[str, str]) -> di
 class MonitoringStack(pulumi.ComponentResource):
     prometheus_url: str
     namespace: str
+    # The release that installs the monitoring CRDs (ServiceMonitor, PodMonitor, PrometheusRule): every
+    # custom resource of those kinds, wherever it is created, depends on it.
+    crds: pulumi.Resource
 
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:monitoring:MonitoringStack", name, None, opts)
@@ -104,23 +151,31 @@ class MonitoringStack(pulumi.ComponentResource):
         )
         in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
         stack = release(
-            RELEASE, KUBE_PROMETHEUS_STACK, kube_prometheus_stack_values(args.settings), namespaces.monitoring, in_ns
+            RELEASE,
+            KUBE_PROMETHEUS_STACK,
+            kube_prometheus_stack_values(args.settings, namespaces, args.priority_class_name),
+            namespaces.monitoring,
+            in_ns,
+            timeout_seconds=STACK_TIMEOUT_SECONDS,
         )
+        self.crds = stack
         after_stack = pulumi.ResourceOptions(parent=self, depends_on=[stack])
         release(
             "prometheus-adapter",
             PROMETHEUS_ADAPTER,
-            adapter_values(namespaces, args.adapter_rules),
+            adapter_values(namespaces, args.adapter_rules, args.priority_class_name),
             namespaces.monitoring,
             after_stack,
         )
+        gpu_namespace = [args.gpu_operator_namespace] if args.gpu_operator_namespace else []
+        after_stack_and_gpu = pulumi.ResourceOptions(parent=self, depends_on=[stack, *gpu_namespace])
 
         if args.pool_mode == "fake":
             k8s.apiextensions.CustomResource(
-                "fake-gpu-metrics",
+                FAKE_GPU_MONITOR,
                 api_version="monitoring.coreos.com/v1",
                 kind="ServiceMonitor",
-                metadata={"name": "fake-gpu-metrics", "namespace": namespaces.gpu_operator, "labels": common},
+                metadata={"name": FAKE_GPU_MONITOR, "namespace": namespaces.gpu_operator, "labels": common},
                 spec={
                     "selector": {"matchLabels": {"app": "nvidia-dcgm-exporter"}},
                     "namespaceSelector": {"matchNames": [namespaces.gpu_operator]},
@@ -128,7 +183,7 @@ class MonitoringStack(pulumi.ComponentResource):
                         {"port": "gpu-metrics", "interval": args.settings.scrape_interval, "honorLabels": True}
                     ],
                 },
-                opts=after_stack,
+                opts=after_stack_and_gpu,
             )
         else:
             release(
@@ -136,14 +191,14 @@ class MonitoringStack(pulumi.ComponentResource):
                 DCGM_EXPORTER,
                 dcgm_values(args.node_selector, args.toleration),
                 namespaces.gpu_operator,
-                after_stack,
+                after_stack_and_gpu,
             )
 
         k8s.apiextensions.CustomResource(
             "platform-rules",
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
-            metadata={"name": "gpu-platform", "namespace": namespaces.monitoring, "labels": common},
+            metadata={"name": PLATFORM_RULE, "namespace": namespaces.monitoring, "labels": common},
             spec={"groups": args.rule_groups},
             opts=after_stack,
         )

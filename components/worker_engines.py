@@ -17,9 +17,31 @@ _DEFAULTS = {
     "sglang": {"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
 }
 
+# The real engines run PyTorch as uid 10001, which has no passwd entry: getpass.getuser() (torch's compile
+# cache, triton) fails without USER, and their caches default to unwritable paths under a read-only root.
+_REAL_ENGINE_ENV = {
+    "USER": "engine",
+    "XDG_CACHE_HOME": "/tmp/.cache",
+    "TORCHINDUCTOR_CACHE_DIR": "/tmp/.cache/torchinductor",
+    "TRITON_CACHE_DIR": "/tmp/.cache/triton",
+}
+_ENV = {"mock": {}, "vllm": _REAL_ENGINE_ENV, "sglang": _REAL_ENGINE_ENV}
+
+# How long `pulumi up` waits for a worker to become ready: pulling a multi-GB image and downloading
+# weights takes far longer than pulumi-kubernetes' 10-minute default.
+_READY_TIMEOUT = {"mock": "10m", "vllm": "60m", "sglang": "60m"}
+
 
 def default_resources(engine: str) -> dict[str, Decimal]:
     return {key: parse_quantity(value) for key, value in _DEFAULTS[engine].items()}
+
+
+def engine_env(engine: str) -> dict[str, str]:
+    return dict(_ENV[engine])
+
+
+def ready_timeout(engine: str) -> str:
+    return _READY_TIMEOUT[engine]
 
 
 def container_args(worker: Worker) -> dict[str, Any]:

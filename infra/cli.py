@@ -126,6 +126,23 @@ def preflight(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command()
+def images(stack: str = StackOption, stack_file: Path | None = StackFileOption) -> None:
+    """The platform's own images for a stack: `<name> <Dockerfile> <image reference>`, one per line.
+
+    `make images` builds exactly these references, so what is built is what the manifests pull.
+    """
+    from infra.config.platform import PLATFORM_IMAGES
+    from infra.preview.runner import load
+
+    try:
+        _, _, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    for name, reference in config.images.platform_images().items():
+        typer.echo(f"{name} {PLATFORM_IMAGES[name]} {reference}")
+
+
 def main() -> None:  # console entry point
     app(prog_name="platformctl")
 

@@ -50,5 +50,8 @@ class MonitoringSettings(Model):
     retention: str = Field(default="15d", pattern=r"^\d+(ms|s|m|h|d|w|y)$")
     scrape_interval: str = Field(default="15s", pattern=r"^\d+(ms|s|m|h)$")
     prometheus: Resources = Resources(cpu="500m", memory="2Gi", memory_limit="4Gi")
+    # Scrape etcd, the scheduler, the controller manager and kube-proxy: only where the cluster exposes them
+    # beyond 127.0.0.1 (kind, minikube and kubeadm do not; EKS hides them).
+    control_plane_scrapes: bool = False
     thresholds: Thresholds = Thresholds()
     pricing: Pricing = Pricing()

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, field_validator, model_validator
 
 from infra.config.base import Model, dns_label
 from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
+from infra.config.tiers import resolve_tiers
+
+
+def _secret_value(value: object) -> object:
+    """A secret config value: the plaintext under `pulumi up`, `{secure: …}` ciphertext in a stack file."""
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        return "<encrypted>"
+    return value
 
 
 class StackConfig(Model):
@@ -19,6 +29,9 @@ class StackConfig(Model):
     gateway: GatewaySettings = GatewaySettings()
     tiers: dict[str, Tier] = {}
     tenants: list[Tenant] = []
+    # Set with `pulumi config set --secret huggingFaceToken hf_…`: the program reads it as a Pulumi secret and
+    # creates the Secret each worker's `hfTokenSecret` names, so gated models download on the first update.
+    hugging_face_token: Annotated[str, BeforeValidator(_secret_value)] | None = None
 
     @field_validator("tiers")
     @classmethod
@@ -29,8 +42,6 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        from infra.tiers import resolve_tiers
-
         self._check_pool()
         tiers = resolve_tiers(self.tiers)
         seen: dict[str, int] = {}
@@ -53,6 +64,13 @@ class StackConfig(Model):
             except ValueError as exc:
                 problem = exc.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(exc, "errors") else str(exc)
                 raise ValueError(f"{where}.quota: {problem} (tenant {tenant.name!r}, tier {tenant.tier!r})") from None
+            for w, worker in enumerate(tenant.workers):
+                if worker.hf_token_secret and self.hugging_face_token is None:
+                    raise ValueError(
+                        f"{where}.workers[{w}].hfTokenSecret: the platform creates this Secret in namespace "
+                        f"{tenant.namespace(worker.environment)!r} from the stack's token; set it with "
+                        "`pulumi config set --secret huggingFaceToken <token>`"
+                    )
             for namespace in tenant.namespaces:
                 if namespace in reserved:
                     raise ValueError(f"{where}: namespace {namespace!r} is reserved for the platform")
@@ -78,6 +96,40 @@ class StackConfig(Model):
             )
         if mode == "onprem" and pool.gpus_per_node is None:
             raise ValueError("gpuPool.gpusPerNode: say how many physical GPUs each on-prem node has")
+        provided = self.pool_gpus
+        if provided is not None and self.platform.capacity.gpu > provided:
+            raise ValueError(
+                f"platform.capacity.nvidia.com/gpu: {self.platform.capacity.gpu} GPUs declared, but the {mode} pool "
+                f"provides {provided}; tenant shares are measured against what the pool really has, so declare "
+                f"at most {provided} (or grow the pool)"
+            )
+        if mode in ("fake", "onprem") and pool.taint_nodes:
+            # The taint keeps every pod without the toleration off the pool: the gateway, Redis and the
+            # monitoring stack need at least one node outside it, or they stay Pending forever.
+            others = [node for node in self.platform.nodes if node not in pool.nodes]
+            if not others:
+                listed = (
+                    f"platform.nodes lists {self.platform.nodes}" if self.platform.nodes else "platform.nodes is empty"
+                )
+                raise ValueError(
+                    f"gpuPool.taintNodes: tainting {pool.nodes} would leave no node for the platform's own pods "
+                    f"({listed}); name the cluster's other nodes under platform.nodes, or set gpuPool.taintNodes: "
+                    "false when the GPU nodes are the whole cluster"
+                )
+
+    @property
+    def pool_gpus(self) -> int | None:
+        """What the GPU pool really provides at its largest; None where only AWS can say (unknown type)."""
+        pool, mode = self.gpu_pool, self.pool_mode
+        if mode == "fake":
+            return (pool.gpus_per_node or pool.fake.gpus_per_node) * len(pool.nodes)
+        if mode == "onprem":
+            replicas = pool.time_slicing.replicas if pool.time_slicing else 1
+            return (pool.gpus_per_node or 0) * replicas * len(pool.nodes)
+        from infra.instance_types import GPU_INSTANCE_TYPES
+
+        known = GPU_INSTANCE_TYPES.get(pool.eks.instance_type) if pool.eks else None
+        return known[2] * pool.eks.max_size if known else None
 
     @property
     def pool_mode(self) -> str:
@@ -86,8 +138,6 @@ class StackConfig(Model):
         return {"minikube": "fake", "kind": "fake", "onprem": "onprem", "eks": "eks"}[self.platform.flavour]
 
     def tier(self, name: str) -> Tier:
-        from infra.tiers import resolve_tiers
-
         return resolve_tiers(self.tiers)[name]
 
     def tenant_quota(self, tenant: Tenant) -> Quota:

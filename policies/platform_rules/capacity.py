@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 from .config import PolicyConfig
-from .model import Resource, fmt, quantity
+from .model import Resource, fmt, quantity, scoped
 from .rule import rule
 
 # ResourceQuota key -> the cluster dimension it takes a share of.
@@ -24,7 +24,8 @@ def _held(resources: list[Resource], config: PolicyConfig) -> tuple[dict, dict]:
     """Tenant -> quota key -> amount summed over its namespaces; tenant -> those namespaces."""
     held: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     where: dict[str, set[str]] = defaultdict(set)
-    for quota in (r for r in resources if r.kind == "ResourceQuota"):
+    # A scoped quota bounds only the pods it selects: it says nothing about the tenant's share of the whole.
+    for quota in (r for r in resources if r.kind == "ResourceQuota" and not scoped(r)):
         tenant = config.tenants.get(quota.namespace or "")
         if not tenant:
             continue

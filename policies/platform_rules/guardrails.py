@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import PolicyConfig
-from .model import Resource
+from .model import Resource, scoped
 from .rule import rule
 
 # What a tenant quota must bound: without a key, the tenant's share of it is unlimited.
@@ -92,7 +92,10 @@ def tenant_guardrails(resources: list[Resource], config: PolicyConfig) -> Iterat
         inside = by_namespace[namespace]
         where = f"Namespace {namespace}"
         covered = {
-            key for q in inside if q.kind == "ResourceQuota" for key in ((q.props.get("spec") or {}).get("hard") or {})
+            key
+            for q in inside
+            if q.kind == "ResourceQuota" and not scoped(q)
+            for key in ((q.props.get("spec") or {}).get("hard") or {})
         }
         missing = [key for key in QUOTA_KEYS if key not in covered]
         if missing:

@@ -86,6 +86,12 @@ def fmt(value: Decimal) -> str:
     return f"{(value / 2**30).quantize(Decimal('0.01')).normalize():f}Gi"
 
 
+def scoped(quota: Resource) -> bool:
+    """A quota with `scopes` or a `scopeSelector` (e.g. by PriorityClass) tracks only the pods it selects."""
+    spec = quota.props.get("spec") or {}
+    return bool(spec.get("scopeSelector") or spec.get("scopes"))
+
+
 def tenant_namespaces(resources: list[Resource]) -> dict[str, str]:
     """Namespace name -> tenant, from the platform's namespace labels."""
     found = {}

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from .config import PolicyConfig
-from .model import Resource, fmt, quantity
+from .model import Resource, fmt, quantity, scoped
 from .rule import rule
 from .workloads import LimitRangeDefaults, Scale, claim_templates, container_resources, hpa_max, pod_resources, scale
 
@@ -186,8 +186,7 @@ def workloads_fit_quota(resources: list[Resource], config: PolicyConfig) -> Iter
         reported: set[tuple[str, str]] = set()
         for quota in (r for r in inside if r.kind == "ResourceQuota"):
             spec = quota.props.get("spec") or {}
-            scoped = bool(spec.get("scopes") or spec.get("scopeSelector"))
-            demands, refusals = _demands(namespace, inside, autoscalers, spec, scoped)
+            demands, refusals = _demands(namespace, inside, autoscalers, spec, scoped(quota))
             for workload, message in refusals:
                 if (workload.display, message) not in reported:
                     reported.add((workload.display, message))

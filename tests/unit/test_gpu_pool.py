@@ -42,11 +42,23 @@ def test_single_node_pool_is_not_tainted(run_program):
 
 
 def test_onprem_pool_uses_seed_c_label_taint_and_time_slicing(run_program):
-    capture = run_program(stack_config("onprem"), stack="onprem")
+    shipped = run_program(stack_config("onprem"), stack="onprem")
+    [patch] = [r.inputs for r in shipped.kubernetes() if r.inputs["kind"] == "Node"]
+    # The shipped onprem cluster is its GPU node: labelled, never tainted, so platform pods can run.
+    assert patch["metadata"]["labels"] == {"gpu": "true"} and not patch.get("spec")
+    config = stack_config("onprem")
+    config["gpu-platform:platform"]["nodes"] = ["cpu-node-01"]
+    config["gpu-platform:gpuPool"]["taintNodes"] = True
+    capture = run_program(config, stack="onprem")
     [patch] = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Node"]
-    assert patch["metadata"]["labels"] == {"gpu": "true"}
     assert patch["spec"]["taints"] == [{"key": "gpu-only", "value": "true", "effect": "NoSchedule"}]
+    assert patch["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "gpu-platform-pool"
     plugin = releases(capture)["nvidia-device-plugin"]
+    # The chart's default affinity wants node-feature-discovery labels nothing sets: it must select the pool.
+    [term] = plugin["values"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["true"]}]}
     assert plugin["version"] == "0.20.0"
     assert {"key": "gpu-only", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in plugin["values"][
         "tolerations"
@@ -118,6 +130,9 @@ def test_pool_config_errors():
         "gpuPool.taint: fake-gpu-operator"
     )
     assert problems({"mode": "onprem", "nodes": ["n"]}).startswith("gpuPool.gpusPerNode")
+    # Tainting every node the platform's own pods could use leaves them Pending.
+    assert problems({"nodes": ["cpu-node-1"]}).startswith("gpuPool.taintNodes: tainting ['cpu-node-1']")
+    assert "platform.nodes" in problems({"nodes": ["cpu-node-1"]})
     assert problems({}, flavour="eks").startswith("gpuPool.eks: the eks GPU pool needs")
     assert "minSize <= desiredSize <= maxSize" in problems(
         {"eks": {"clusterName": "c", "subnetIds": ["s"], "minSize": 3, "maxSize": 2}}, flavour="eks"

@@ -54,7 +54,7 @@ def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     adapter = releases(capture)["prometheus-adapter"]["values"]
     assert adapter["rules"]["default"] is False
-    [rule] = adapter["rules"]["custom"]
+    [rule] = [r for r in adapter["rules"]["custom"] if r["name"]["as"] == "inference_queue_depth"]
     hpa_metrics = {
         m["pods"]["metric"]["name"]
         for h in custom(capture, "HorizontalPodAutoscaler")

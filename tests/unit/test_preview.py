@@ -38,9 +38,10 @@ def test_report_counts_resources_by_type_component_and_tenant(tmp_path, write_st
     run_preview("custom", stack_file=path, out_dir=tmp_path, console=quiet())
     report = json.loads((tmp_path / "report.json").read_text())
     resources = report["resources"]
-    # team-a x2, team-b, platform-system, monitoring, platform-gateway
-    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 6
-    assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 3
+    # team-a x2, team-b, platform-system, monitoring, platform-gateway, gpu-operator
+    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 7
+    # the overall quota and the PriorityClass quota, per tenant namespace
+    assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 6
     assert (
         resources["byComponent"]["platform:tenant:TenantStack team-a"]
         > resources["byComponent"]["platform:tenant:TenantStack team-b"]
