@@ -100,9 +100,9 @@ def test_renaming_the_system_namespace_keeps_the_cap_on(write_stack):
 
 
 def test_a_stack_declaring_more_gpus_than_its_fake_pool_is_measured_against_the_pool(write_stack):
-    # gpusPerNode 64 makes the program's capacity record say 64, but fake-gpu-operator advertises 8.
+    # gpusPerNode 64 makes the program's count (and its capacity record) 64; fake-gpu-operator advertises 8.
     config = gold_acme_holding(3, nodes=1, per_node=8)
-    config["gpu-platform:platform"]["capacity"]["nvidia.com/gpu"] = 80
+    config["gpu-platform:platform"]["capacity"]["nvidia.com/gpu"] = 64
     config["gpu-platform:gpuPool"]["gpusPerNode"] = 64
     code, output = check(write_stack(config))
     assert code == 1 and "tenant 'acme' holds requests.nvidia.com/gpu=3" in output
@@ -125,7 +125,7 @@ def test_zero_gpu_capacity_with_tenants_holding_gpus(write_stack, monkeypatch):
     # fake-gpu-operator then advertises nothing, whatever the capacity record says.
     from components.gpu_node_pool import GpuNodePool
 
-    monkeypatch.setattr(GpuNodePool, "_label_nodes", lambda self, **kwargs: None)
+    monkeypatch.setattr(GpuNodePool, "_label_nodes", lambda self, **kwargs: [])
     code, output = check(write_stack(stack_config("kind")))
     assert code == 1 and "tenant-capacity-share" in output
     assert "hold requests.nvidia.com/gpu but the cluster has capacity 0" in output
