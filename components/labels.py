@@ -14,7 +14,17 @@ from policies.platform_rules.contract import ENVIRONMENT_LABEL as ENVIRONMENT
 from policies.platform_rules.contract import TENANT_LABEL as TENANT
 from policies.platform_rules.contract import TIER_LABEL as TIER
 
-__all__ = ["CAPACITY", "COST_CENTER", "ENVIRONMENT", "MANAGED_BY", "PART_OF", "TENANT", "TIER"]
+__all__ = [
+    "CAPACITY",
+    "COST_CENTER",
+    "ENVIRONMENT",
+    "MANAGED_BY",
+    "PART_OF",
+    "TENANT",
+    "TIER",
+    "namespace_selector",
+    "recommended",
+]
 
 PART_OF = "gpu-platform"
 MANAGED_BY = "pulumi"

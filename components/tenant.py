@@ -21,8 +21,6 @@ from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
 from policies.platform_rules.contract import hash_api_key
 
-__all__ = ["API_KEY_SECRET", "TenantStack", "TenantStackArgs", "hash_api_key"]
-
 API_KEY_SECRET = "tenant-api-keys"
 QUOTA_NAME = "tenant-quota"
 PRIORITY_QUOTA_NAME = "tenant-priority-classes"

@@ -94,21 +94,23 @@ def _advice(key: str, parts: list[Demand]) -> str:
         return f"shrink or drop claims (the largest: {what}, {fmt(biggest.total)}) or {raise_quota}"
     scale_ = biggest.scale
     resource = POD_KEYS.get(key)
-    field = WORKER_FIELDS.get(resource) if resource else None
-    per_pod = f"its {resource[1]} {resource[0][:-1]}" + (f" (`{field}`)" if field else "") if resource else ""
+    value = ""
+    if resource:
+        field = WORKER_FIELDS.get(resource)
+        value = f"{resource[1]} {resource[0][:-1]}" + (f" (`{field}`)" if field else "")
     together = " (each may fit alone; together they do not)" if len(parts) > 1 else ""
     if scale_ and scale_.autoscaled and scale_.replicas > 1:
-        lower = f"lower maxReplicas of {what} ({scale_.replicas})" + (f" or {per_pod}" if per_pod else "")
+        lower = f"lower maxReplicas of {what} ({scale_.replicas})" + (f" or its {value}" if value else "")
         return f"{lower}, or {raise_quota}{together}"
     if scale_ and scale_.surge > 0:
-        lower = f"set maxSurge 0 on {what}" + (f" or lower {per_pod}" if per_pod else "")
+        lower = f"set maxSurge 0 on {what}" + (f" or lower its {value}" if value else "")
         return f"{lower}, or {raise_quota}{together}"
-    if per_pod:
-        return f"lower {per_pod.replace('its ', 'the ', 1)} of {what}, which already runs one pod at most, or {raise_quota}{together}"
+    if value:
+        return f"lower the {value} of {what}, which already runs one pod at most, or {raise_quota}{together}"
     return f"move a workload to another namespace or {raise_quota}{together}"
 
 
-def _demands(namespace: str, inside: list[Resource], autoscalers: dict, quota_spec: dict, scoped: bool):
+def _demands(inside: list[Resource], autoscalers: dict, quota_spec: dict, is_scoped: bool):
     """Quota key -> the demands on it; plus (workload, message) for pods the quota would refuse outright."""
     demands: dict[str, list[Demand]] = defaultdict(list)
     refusals: list[tuple[Resource, str]] = []
@@ -119,7 +121,7 @@ def _demands(namespace: str, inside: list[Resource], autoscalers: dict, quota_sp
         if pod is None:
             continue
         requests, limits = pod_resources(pod, defaults)
-        if scoped and not _matches_scopes(quota_spec, pod, requests, limits):
+        if is_scoped and not _matches_scopes(quota_spec, pod, requests, limits):
             continue
         size = scale(workload, autoscalers)
         if "pods" in hard:
@@ -140,10 +142,10 @@ def _demands(namespace: str, inside: list[Resource], autoscalers: dict, quota_sp
                     )
                 continue
             demands[key].append(Demand(workload, size, per_pod, per_pod * size.pods))
-        if not scoped:
+        if not is_scoped:
             for template in claim_templates(workload):
                 _claim(demands, workload, template.get("spec") or {}, size.replicas, size, hard)
-    if not scoped:
+    if not is_scoped:
         for claim in (r for r in inside if r.kind == "PersistentVolumeClaim"):
             _claim(demands, claim, claim.props.get("spec") or {}, 1, None, hard)
     return demands, refusals
@@ -186,7 +188,7 @@ def workloads_fit_quota(resources: list[Resource], config: PolicyConfig) -> Iter
         reported: set[tuple[str, str]] = set()
         for quota in (r for r in inside if r.kind == "ResourceQuota"):
             spec = quota.props.get("spec") or {}
-            demands, refusals = _demands(namespace, inside, autoscalers, spec, scoped(quota))
+            demands, refusals = _demands(inside, autoscalers, spec, scoped(quota))
             for workload, message in refusals:
                 if (workload.display, message) not in reported:
                     reported.add((workload.display, message))
@@ -198,11 +200,16 @@ def workloads_fit_quota(resources: list[Resource], config: PolicyConfig) -> Iter
                 if needed <= allowed:
                     continue
                 listing = "; ".join(_describe(d, key) for d in sorted(parts, key=lambda d: -d.total))
+                if scoped(quota) and allowed == 0:
+                    # A scoped quota of 0 forbids what it selects (e.g. another tier's PriorityClass) outright.
+                    advice = f"{quota.display} admits no pods its scope selects: give them the tier's PriorityClass"
+                else:
+                    advice = _advice(key, parts)
                 yield (
                     quota.display,
                     f"namespace {namespace!r} of tenant {tenant!r} needs {key}={fmt(needed)} with every workload at "
                     f"its largest, {fmt(needed - allowed)} above {quota.display} ({key}={fmt(allowed)}): {listing}; "
-                    f"{_advice(key, parts)}",
+                    f"{advice}",
                 )
 
 

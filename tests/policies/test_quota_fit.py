@@ -161,6 +161,7 @@ def test_scoped_quota_counts_only_the_pods_it_selects(healthy):
     worker.props["spec"]["template"]["spec"]["priorityClassName"] = "system-cluster-critical"
     [violation] = fit(healthy + [scoped])
     assert violation.resource == "ResourceQuota acme/other-priorities" and "needs pods=1" in violation.message
+    assert "admits no pods its scope selects: give them the tier's PriorityClass" in violation.message
 
 
 # -- LimitRange --------------------------------------------------------------------------------------
