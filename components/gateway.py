@@ -22,6 +22,7 @@ from components import labels
 from components.metrics_catalog import GATEWAY_INFLIGHT_METRIC
 from components.tenant_network import DNS_PORTS
 from infra.config import GatewaySettings, Images, PlatformNamespaces
+from infra.config.engines import worker_ports
 from infra.quantity import format_bytes
 
 PORT = 8080
@@ -74,7 +75,7 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def network_policies(
+def gateway_network_policies(
     namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
@@ -108,7 +109,7 @@ def network_policies(
             "egress": [
                 {
                     "to": [{"namespaceSelector": {"matchExpressions": [{"key": labels.TENANT, "operator": "Exists"}]}}],
-                    "ports": [{"protocol": "TCP", "port": 8000}],
+                    "ports": [{"protocol": "TCP", "port": p} for p in worker_ports()],
                 },
                 {"to": [{"podSelector": {"matchLabels": redis}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
                 {
@@ -157,7 +158,7 @@ class GatewayStack(pulumi.ComponentResource):
         if args.monitoring_crds is not None:
             self._autoscaler(settings, gateway_labels, deployment)
             self._service_monitor(gateway_selector, gateway_labels, args.monitoring_crds)
-        for policy, spec in network_policies(
+        for policy, spec in gateway_network_policies(
             namespace, args.namespaces.monitoring, gateway_selector, redis_selector
         ).items():
             k8s.networking.v1.NetworkPolicy(

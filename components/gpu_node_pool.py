@@ -128,50 +128,9 @@ class GpuNodePool(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
-        child = pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace])
-        if args.mode == "fake":
-            nodes_patched = self._label_nodes(extra_labels={FAKE_POOL_LABEL: pool.fake.pool})
-            self.ready.append(
-                release(
-                    "fake-gpu-operator",
-                    FAKE_GPU_OPERATOR,
-                    fake_operator_values(pool),
-                    args.namespaces.gpu_operator,
-                    pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace, *nodes_patched]),
-                )
-            )
-            per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
-            nodes = pulumi.Output.from_input(len(pool.nodes))
-        elif args.mode == "onprem":
-            # The physical count, recorded where the policy pack bounds the pool's capacity by it.
-            nodes_patched = self._label_nodes(annotations={GPUS_PER_NODE_ANNOTATION: str(pool.gpus_per_node)})
-            self.ready.append(
-                release(
-                    "nvidia-device-plugin",
-                    NVIDIA_DEVICE_PLUGIN,
-                    device_plugin_values(pool),
-                    args.namespaces.gpu_operator,
-                    pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace, *nodes_patched]),
-                )
-            )
-            replicas = pool.time_slicing.replicas if pool.time_slicing else 1
-            per_node = pulumi.Output.from_input(pool.gpus_per_node * replicas)
-            nodes = pulumi.Output.from_input(len(pool.nodes))
-        elif args.mode == "eks":
-            per_node, node_group = self._eks_node_group()
-            self.ready.append(node_group)
-            self.ready.append(
-                release(
-                    "nvidia-device-plugin",
-                    NVIDIA_DEVICE_PLUGIN,
-                    device_plugin_values(pool),
-                    args.namespaces.gpu_operator,
-                    child,
-                )
-            )
-            nodes = pulumi.Output.from_input(pool.eks.max_size)
-        else:
+        if args.mode not in BUILDERS:
             raise ValueError(f"unknown GPU pool mode {args.mode!r}")
+        per_node, nodes = BUILDERS[args.mode](self, args)
         self.gpus_per_node = per_node
         # What the pool can offer at its largest: the denominator of the 30% rule for GPUs.
         self.gpu_capacity = pulumi.Output.all(per_node, nodes).apply(lambda v: int(v[0]) * int(v[1]))
@@ -183,6 +142,54 @@ class GpuNodePool(pulumi.ComponentResource):
                 "gpuCapacity": self.gpu_capacity,
             }
         )
+
+    # -- one builder per pool mode (infra/config/pool_modes.py has the mode's config side) --------------
+
+    def _fake(self, args: GpuNodePoolArgs) -> tuple[pulumi.Output[int], pulumi.Output[int]]:
+        pool = self._pool
+        nodes_patched = self._label_nodes(extra_labels={FAKE_POOL_LABEL: pool.fake.pool})
+        self.ready.append(
+            release(
+                "fake-gpu-operator",
+                FAKE_GPU_OPERATOR,
+                fake_operator_values(pool),
+                args.namespaces.gpu_operator,
+                pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace, *nodes_patched]),
+            )
+        )
+        per_node = pulumi.Output.from_input(pool.gpus_per_node or pool.fake.gpus_per_node)
+        return per_node, pulumi.Output.from_input(len(pool.nodes))
+
+    def _onprem(self, args: GpuNodePoolArgs) -> tuple[pulumi.Output[int], pulumi.Output[int]]:
+        pool = self._pool
+        # The physical count, recorded where the policy pack bounds the pool's capacity by it.
+        nodes_patched = self._label_nodes(annotations={GPUS_PER_NODE_ANNOTATION: str(pool.gpus_per_node)})
+        self.ready.append(
+            release(
+                "nvidia-device-plugin",
+                NVIDIA_DEVICE_PLUGIN,
+                device_plugin_values(pool),
+                args.namespaces.gpu_operator,
+                pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace, *nodes_patched]),
+            )
+        )
+        replicas = pool.time_slicing.replicas if pool.time_slicing else 1
+        return pulumi.Output.from_input(pool.gpus_per_node * replicas), pulumi.Output.from_input(len(pool.nodes))
+
+    def _eks(self, args: GpuNodePoolArgs) -> tuple[pulumi.Output[int], pulumi.Output[int]]:
+        pool = self._pool
+        per_node, node_group = self._eks_node_group()
+        self.ready.append(node_group)
+        self.ready.append(
+            release(
+                "nvidia-device-plugin",
+                NVIDIA_DEVICE_PLUGIN,
+                device_plugin_values(pool),
+                args.namespaces.gpu_operator,
+                pulumi.ResourceOptions(parent=self, depends_on=[self.operator_namespace]),
+            )
+        )
+        return per_node, pulumi.Output.from_input(pool.eks.max_size)
 
     def _label_nodes(
         self, extra_labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
@@ -266,3 +273,7 @@ class GpuNodePool(pulumi.ComponentResource):
             ),
         )
         return per_node, node_group
+
+
+# What each pool mode creates; the keys are infra.config.pool_modes.POOL_MODES' keys.
+BUILDERS = {"fake": GpuNodePool._fake, "onprem": GpuNodePool._onprem, "eks": GpuNodePool._eks}

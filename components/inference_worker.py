@@ -17,8 +17,9 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.metrics_catalog import QUEUE_DEPTH_METRIC
-from components.worker_engines import PORT, container_args, default_resources, engine_env, ready_timeout
+from components.worker_engines import container_args, default_resources, engine_env, port, ready_timeout
 from infra.config import Images
+from infra.config.engines import engine
 from infra.config.workers import Worker
 from infra.quantity import format_bytes, format_cpu
 
@@ -89,10 +90,10 @@ def pod_spec(args: InferenceWorkerArgs, selector: dict[str, str], pvc_name: str 
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "engine",
-        "image": worker.image or getattr(args.images, "mock_worker" if worker.engine == "mock" else worker.engine),
+        "image": worker.image or getattr(args.images, engine(worker.engine).image_setting),
         "imagePullPolicy": "IfNotPresent",
         **container_args(worker),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": port(worker.engine), "protocol": "TCP"}],
         "env": env,
         "resources": resources(worker),
         # Weights can take minutes to load: the startup probe allows 10 minutes before liveness applies.
@@ -179,11 +180,15 @@ class InferenceWorker(pulumi.ComponentResource):
         self._autoscaler(deployment)
         if args.monitoring_crds is not None:
             self._service_monitor(args.monitoring_crds)
-        if worker.allow_internet_egress if worker.allow_internet_egress is not None else worker.engine != "mock":
+        if (
+            worker.allow_internet_egress
+            if worker.allow_internet_egress is not None
+            else engine(worker.engine).needs_egress
+        ):
             self._internet_egress()
 
         self.service_name = worker.name
-        self.upstream_url = f"http://{worker.name}.{args.namespace}.svc.cluster.local:{PORT}"
+        self.upstream_url = f"http://{worker.name}.{args.namespace}.svc.cluster.local:{port(worker.engine)}"
         self.served_model_name = worker.served_name
         self.engine = worker.engine
         self.register_outputs({"upstreamUrl": self.upstream_url, "servedModelName": self.served_model_name})
@@ -249,7 +254,7 @@ class InferenceWorker(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": self._selector,
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+                "ports": [{"name": "http", "port": port(self._args.worker.engine), "targetPort": "http"}],
             },
             opts=pulumi.ResourceOptions(parent=self),
         )

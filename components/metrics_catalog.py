@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.config.engines import ENGINES
+
 # Per-pod custom metric the workers' HPAs scale on; prometheus-adapter derives it from the engines' queues.
 QUEUE_DEPTH_METRIC = "inference_queue_depth"
-ENGINE_QUEUE_SERIES = ("vllm:num_requests_waiting", "sglang:num_queue_reqs")
+# From the engine table: every engine's waiting-queue gauge, and every engine metric rules may use.
+ENGINE_QUEUE_SERIES = tuple(sorted({e.queue_metric for e in ENGINES.values()}, reverse=True))
 # Per-pod custom metric the gateway's own HPA scales on: requests in flight in one gateway replica. There
 # is no metrics-server here to scale on CPU, and in-flight requests are what a replica is short of first.
 GATEWAY_INFLIGHT_METRIC = "gateway_inflight_requests"
@@ -20,16 +23,7 @@ GATEWAY_METRICS = (
     "gateway_rate_limited_total",
     "gateway_tokens_total",
 )
-ENGINE_METRICS = (
-    "vllm:num_requests_waiting",
-    "vllm:num_requests_running",
-    "vllm:time_to_first_token_seconds",
-    "vllm:e2e_request_latency_seconds",
-    "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total",
-    "sglang:num_queue_reqs",
-    "sglang:num_running_reqs",
-)
+ENGINE_METRICS = tuple(dict.fromkeys(name for e in ENGINES.values() for name in e.metrics))
 GPU_METRICS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE")
 
 

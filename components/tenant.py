@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import labels
-from components.tenant_network import network_policies
+from components.tenant_network import tenant_network_policies
 from components.tenant_rbac import ROLES, subjects
 from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
@@ -196,7 +196,7 @@ class TenantStack(pulumi.ComponentResource):
                     subjects=members,
                     opts=in_ns,
                 )
-        for policy_name, spec in network_policies(
+        for policy_name, spec in tenant_network_policies(
             gateway_namespace=args.platform_namespaces.gateway,
             monitoring_namespace=args.platform_namespaces.monitoring,
         ).items():

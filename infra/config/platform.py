@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from infra.config.base import Count, Model, Quantity, dns_label
+from infra.config.pool_modes import POOL_MODES
 
 
 class Capacity(Model):
@@ -125,7 +126,7 @@ class GpuPoolSettings(Model):
     existing nodes and installs the NVIDIA device plugin, eks adds a managed node group.
     """
 
-    mode: Literal["fake", "onprem", "eks"] | None = None
+    mode: str | None = None
     label: Annotated[NodeLabel, _parse(NodeLabel)] = NodeLabel(key="platform.io/pool", value="gpu")
     taint: Annotated[Taint, _parse(Taint)] = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
     # Existing nodes to label (and taint) as the pool, for the fake and onprem modes.
@@ -136,6 +137,13 @@ class GpuPoolSettings(Model):
     fake: FakeGpus = FakeGpus()
     time_slicing: TimeSlicing | None = None
     eks: EksNodeGroup | None = None
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in POOL_MODES:
+            raise ValueError(f"unknown GPU pool mode {value!r}; known modes: {', '.join(sorted(POOL_MODES))}")
+        return value
 
 
 # The platform's own images: image name -> Dockerfile, built by `make images` (docker build from the

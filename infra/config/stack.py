@@ -10,6 +10,7 @@ from infra.config.base import Model, dns_label
 from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
+from infra.config.pool_modes import POOL_MODES, default_mode
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
 from infra.config.tiers import resolve_tiers
 
@@ -84,18 +85,7 @@ class StackConfig(Model):
 
     def _check_pool(self) -> None:
         pool, mode = self.gpu_pool, self.pool_mode
-        if mode in ("fake", "onprem") and not pool.nodes:
-            raise ValueError(f"gpuPool.nodes: the {mode} GPU pool needs the names of the nodes to label")
-        if mode == "eks" and pool.eks is None:
-            raise ValueError("gpuPool.eks: the eks GPU pool needs clusterName and subnetIds")
-        if mode != "eks" and pool.eks is not None:
-            raise ValueError(f"gpuPool.eks: only valid with mode eks (this pool is {mode})")
-        if mode == "fake" and pool.taint.key != "nvidia.com/gpu":
-            raise ValueError(
-                "gpuPool.taint: fake-gpu-operator's pods only tolerate the key nvidia.com/gpu; use it with the fake pool"
-            )
-        if mode == "onprem" and pool.gpus_per_node is None:
-            raise ValueError("gpuPool.gpusPerNode: say how many physical GPUs each on-prem node has")
+        POOL_MODES[mode].validate(pool)
         provided = self.pool_gpus
         if provided is not None and self.platform.capacity.gpu > provided:
             raise ValueError(
@@ -103,7 +93,7 @@ class StackConfig(Model):
                 f"provides {provided}; tenant shares are measured against what the pool really has, so declare "
                 f"at most {provided} (or grow the pool)"
             )
-        if mode in ("fake", "onprem") and pool.taint_nodes:
+        if POOL_MODES[mode].labels_nodes and pool.taint_nodes:
             # The taint keeps every pod without the toleration off the pool: the gateway, Redis and the
             # monitoring stack need at least one node outside it, or they stay Pending forever.
             others = [node for node in self.platform.nodes if node not in pool.nodes]
@@ -119,23 +109,12 @@ class StackConfig(Model):
 
     @property
     def pool_gpus(self) -> int | None:
-        """What the GPU pool really provides at its largest; None where only AWS can say (unknown type)."""
-        pool, mode = self.gpu_pool, self.pool_mode
-        if mode == "fake":
-            return (pool.gpus_per_node or pool.fake.gpus_per_node) * len(pool.nodes)
-        if mode == "onprem":
-            replicas = pool.time_slicing.replicas if pool.time_slicing else 1
-            return (pool.gpus_per_node or 0) * replicas * len(pool.nodes)
-        from infra.instance_types import GPU_INSTANCE_TYPES
-
-        known = GPU_INSTANCE_TYPES.get(pool.eks.instance_type) if pool.eks else None
-        return known[2] * pool.eks.max_size if known else None
+        """What the GPU pool really provides at its largest; None where only the cloud can say."""
+        return POOL_MODES[self.pool_mode].gpus(self.gpu_pool)
 
     @property
     def pool_mode(self) -> str:
-        if self.gpu_pool.mode:
-            return self.gpu_pool.mode
-        return {"minikube": "fake", "kind": "fake", "onprem": "onprem", "eks": "eks"}[self.platform.flavour]
+        return self.gpu_pool.mode or default_mode(self.platform.flavour)
 
     def tier(self, name: str) -> Tier:
         return resolve_tiers(self.tiers)[name]

@@ -180,14 +180,14 @@ def test_shipped_gpu_cloud_sizes_are_what_makes_it_fit(write_stack):
 def test_allow_all_ingress_from_a_component_regression(write_stack, monkeypatch):
     import components.tenant as tenant_module
 
-    original = tenant_module.network_policies
+    original = tenant_module.tenant_network_policies
 
     def with_allow_all(**kwargs):
         policies = original(**kwargs)
         policies["allow-platform-paths"]["ingress"].append({})
         return policies
 
-    monkeypatch.setattr(tenant_module, "network_policies", with_allow_all)
+    monkeypatch.setattr(tenant_module, "tenant_network_policies", with_allow_all)
     code, output = check(write_stack(stack_config("kind")))
     assert code == 1
     assert "NetworkPolicy acme/allow-platform-paths of tenant 'acme' allows ingress from anywhere" in output

@@ -137,3 +137,26 @@ def test_pool_config_errors():
     assert "minSize <= desiredSize <= maxSize" in problems(
         {"eks": {"clusterName": "c", "subnetIds": ["s"], "minSize": 3, "maxSize": 2}}, flavour="eks"
     )
+
+
+def test_pool_modes_are_one_table_on_each_side():
+    from components.gpu_node_pool import BUILDERS
+    from infra.config.pool_modes import POOL_MODES, default_mode
+
+    assert set(BUILDERS) == set(POOL_MODES)
+    # Every flavour has exactly one default mode.
+    flavours = [f for mode in POOL_MODES.values() for f in mode.default_for]
+    assert sorted(flavours) == sorted(set(flavours)) == ["eks", "kind", "minikube", "onprem"]
+    assert default_mode("kind") == "fake" and default_mode("eks") == "eks"
+
+
+def test_unknown_pool_mode_names_the_known_ones():
+    from infra.stack_file import ConfigError, parse_stack_config, project_values
+
+    config = minimal_config()
+    config["gpu-platform:gpuPool"]["mode"] = "gke"
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(project_values(config), "s.yaml")
+    from infra.config.pool_modes import POOL_MODES
+
+    assert "gpuPool.mode" in str(caught.value) and all(mode in str(caught.value) for mode in POOL_MODES)

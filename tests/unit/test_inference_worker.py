@@ -186,7 +186,7 @@ def test_canary_routes_and_upstreams_are_exported(run_program):
             {"workers": [{"name": "w", "engine": "vllm", "model": "m", "gpus": 1, "tensorParallelSize": 2}]},
             "tensorParallelSize",
         ),
-        ({"workers": [{"name": "w", "engine": "tgi", "model": "m"}]}, "engine"),
+        ({"workers": [{"name": "w", "engine": "no-such-engine", "model": "m"}]}, "engine"),
     ],
 )
 def test_worker_config_errors(tenant, expected):
