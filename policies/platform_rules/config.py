@@ -17,7 +17,7 @@ from typing import Any
 
 from . import contract
 from .gpu_pool import pool_gpus
-from .model import Resource, fmt, tenant_namespaces
+from .model import Resource, fmt, mapping, tenant_namespaces
 from .quantity import parse_quantity
 
 # The cluster dimensions the 30% rule measures, as the capacity record and the pack name them.
@@ -121,7 +121,7 @@ class PolicyConfig:
                 except ValueError as exc:
                     problems.append((PACK, f"the policy pack's capacity.{key}: {exc}"))
         for record in records:
-            data = record.props.get("data") or {}
+            data = mapping(record.props.get("data"))
             share = _tighten(share, data, record, problems)
             ratio = _tighten(ratio, data, record, problems)
             if data.get("gpuTaint"):
@@ -168,7 +168,7 @@ def capacity_records(resources: list[Resource], tenants: dict[str, str]) -> list
         for r in resources
         if r.kind == "ConfigMap"
         and r.type.startswith("kubernetes:")
-        and (r.metadata.get("labels") or {}).get(contract.CAPACITY_LABEL) == contract.CAPACITY_LABEL_VALUE
+        and mapping(r.metadata.get("labels")).get(contract.CAPACITY_LABEL) == contract.CAPACITY_LABEL_VALUE
         and r.namespace not in tenants
     ]
 

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import contract
-from .model import Resource, fmt, quantity
+from .model import Resource, fmt, mapping, quantity
 
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 NODE_PATCH = "kubernetes:core/v1:NodePatch"
@@ -38,7 +38,7 @@ def pool_gpus(resources: list[Resource], pool_label_key: str) -> PoolGpus:
     for resource in resources:
         if resource.type == HELM_RELEASE:
             chart = contract.chart_name(resource.props.get("chart"))
-            values = resource.props.get("values") or {}
+            values = mapping(resource.props.get("values"))
             if chart == contract.FAKE_GPU_OPERATOR_CHART:
                 found = True
                 gpus, detail = _fake(values, nodes)
@@ -74,15 +74,15 @@ def _labelled_nodes(resources: list[Resource]) -> dict[str, Resource]:
 
 
 def _labels(node: Resource) -> dict[str, Any]:
-    return node.metadata.get("labels") or {}
+    return mapping(node.metadata.get("labels"))
 
 
 def _fake(values: dict[str, Any], nodes: dict[str, Resource]) -> tuple[Decimal, str]:
-    topology = values.get("topology") or {}
+    topology = mapping(values.get("topology"))
     label_key = topology.get("nodePoolLabelKey") or contract.FAKE_POOL_LABEL
     total, parts = Decimal(0), []
-    for pool, settings in sorted((topology.get("nodePools") or {}).items()):
-        count = quantity((settings or {}).get("gpuCount", 0))
+    for pool, settings in sorted(mapping(topology.get("nodePools")).items()):
+        count = quantity(mapping(settings).get("gpuCount", 0))
         members = sorted(n for n, node in nodes.items() if _labels(node).get(label_key) == pool)
         total += count * len(members)
         parts.append(f"pool {pool!r}: {fmt(count)} GPUs x {len(members)} labelled nodes")
@@ -92,7 +92,7 @@ def _fake(values: dict[str, Any], nodes: dict[str, Resource]) -> tuple[Decimal, 
 def _device_plugin(
     values: dict[str, Any], nodes: dict[str, Resource], pool_label_key: str
 ) -> tuple[Decimal, str, list[tuple[str, str]]]:
-    selector = values.get("nodeSelector") or {}
+    selector = mapping(values.get("nodeSelector"))
     members = [
         node
         for _, node in sorted(nodes.items())
@@ -102,7 +102,7 @@ def _device_plugin(
     replicas = _time_slicing_replicas(values)
     physical, problems = Decimal(0), []
     for node in members:
-        raw = (node.metadata.get("annotations") or {}).get(contract.GPUS_PER_NODE_ANNOTATION)
+        raw = mapping(node.metadata.get("annotations")).get(contract.GPUS_PER_NODE_ANNOTATION)
         count = quantity(raw) if raw is not None else Decimal(0)
         if raw is None or count <= 0:
             problems.append(
@@ -119,13 +119,14 @@ def _device_plugin(
 
 def _time_slicing_replicas(values: dict[str, Any]) -> int:
     """The largest nvidia.com/gpu replicas of any config the plugin may load (1 without time-slicing)."""
-    configs = ((values.get("config") or {}).get("map") or {}).values()
+    configs = mapping(mapping(values.get("config")).get("map")).values()
     replicas = 1
     for text in configs:
         document = _load(text)
-        sharing = (document.get("sharing") or {}) if isinstance(document, dict) else {}
+        sharing = mapping(mapping(document).get("sharing"))
         for section in ("timeSlicing", "mps"):
-            for entry in (sharing.get(section) or {}).get("resources") or []:
+            entries = mapping(sharing.get(section)).get("resources")
+            for entry in entries if isinstance(entries, list) else []:
                 if isinstance(entry, dict) and entry.get("name") == contract.GPU_RESOURCE:
                     replicas = max(replicas, int(quantity(entry.get("replicas", 1))))
     return replicas
@@ -150,14 +151,14 @@ def _load(text: Any) -> Any:
 
 
 def _is_gpu_group(group: Resource, pool_label_key: str) -> bool:
-    return pool_label_key in (group.props.get("labels") or {}) or contract.EKS_GPU_TAG in (
-        group.props.get("tags") or {}
+    return pool_label_key in mapping(group.props.get("labels")) or contract.EKS_GPU_TAG in mapping(
+        group.props.get("tags")
     )
 
 
 def _node_group(group: Resource) -> tuple[Decimal, str, str]:
-    max_size = quantity((group.props.get("scalingConfig") or {}).get("maxSize", 0))
-    raw = (group.props.get("tags") or {}).get(contract.EKS_GPU_TAG)
+    max_size = quantity(mapping(group.props.get("scalingConfig")).get("maxSize", 0))
+    raw = mapping(group.props.get("tags")).get(contract.EKS_GPU_TAG)
     per_node = quantity(raw) if raw is not None else Decimal(0)
     detail = f"maxSize {fmt(max_size)} x {fmt(per_node)} GPUs per instance"
     problem = ""

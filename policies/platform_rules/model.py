@@ -37,8 +37,7 @@ class Resource:
 
     @property
     def metadata(self) -> dict[str, Any]:
-        meta = self.props.get("metadata")
-        return meta if isinstance(meta, dict) else {}
+        return mapping(self.props.get("metadata"))
 
     @property
     def namespace(self) -> str | None:
@@ -71,6 +70,11 @@ class Violation:
         return {"policy": self.policy, "level": self.level, "resource": self.resource, "message": self.message}
 
 
+def mapping(value: Any) -> dict[str, Any]:
+    """`value` where it is a mapping, else empty: a field of the wrong shape reads as absent."""
+    return value if isinstance(value, dict) else {}
+
+
 def quantity(value: Any) -> Decimal:
     """A quantity from wire-form props; unknown or malformed values count as zero."""
     try:
@@ -81,14 +85,17 @@ def quantity(value: Any) -> Decimal:
 
 def fmt(value: Decimal) -> str:
     """A quantity for a message: plain below 1Mi, else in Gi."""
-    if abs(value) < 2**20:
-        return f"{value.normalize():f}"
-    return f"{(value / 2**30).quantize(Decimal('0.01')).normalize():f}Gi"
+    try:
+        if abs(value) < 2**20:
+            return f"{value.normalize():f}"
+        return f"{(value / 2**30).quantize(Decimal('0.01')).normalize():f}Gi"
+    except ArithmeticError:  # beyond what a quantity can mean: show it as written
+        return str(value)
 
 
 def scoped(quota: Resource) -> bool:
     """A quota with `scopes` or a `scopeSelector` (e.g. by PriorityClass) tracks only the pods it selects."""
-    spec = quota.props.get("spec") or {}
+    spec = mapping(quota.props.get("spec"))
     return bool(spec.get("scopeSelector") or spec.get("scopes"))
 
 
@@ -97,9 +104,9 @@ def tenant_namespaces(resources: list[Resource]) -> dict[str, str]:
     found = {}
     for resource in resources:
         if resource.kind == "Namespace":
-            tenant = (resource.metadata.get("labels") or {}).get(TENANT_LABEL)
+            tenant = mapping(resource.metadata.get("labels")).get(TENANT_LABEL)
             name = resource.metadata.get("name")
-            if tenant and isinstance(name, str):
+            if isinstance(tenant, str) and tenant and isinstance(name, str):
                 found[name] = tenant
     return found
 

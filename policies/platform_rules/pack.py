@@ -15,7 +15,7 @@ from pulumi_policy import (
 from .config import PackConfig, PolicyConfig
 from .model import Resource
 from .registry import REGISTRY
-from .rule import Rule
+from .rule import Rule, checked
 
 CONFIG_SCHEMA = PolicyConfigSchema(
     properties={
@@ -57,7 +57,7 @@ def _stack_validator(rule: Rule):
         urns = _urns(resources)
         # CrossGuard runs each policy on its own, with its own configuration: resolve once per policy.
         settings = PolicyConfig.resolve(PackConfig.from_mapping(args.get_config()), resources)
-        for where, message in rule.fn(resources, settings):
+        for where, message in checked(rule, resources, settings):
             report_violation(message, urns.get(where))
 
     return validate
@@ -66,7 +66,7 @@ def _stack_validator(rule: Rule):
 def _resource_validator(rule: Rule):
     def validate(args, report_violation) -> None:
         resource = _resource(args)
-        for message in rule.fn(resource, PolicyConfig.resolve(PackConfig.from_mapping(args.get_config()), [])):
+        for message in checked(rule, resource, PolicyConfig.resolve(PackConfig.from_mapping(args.get_config()), [])):
             report_violation(message)
 
     return validate

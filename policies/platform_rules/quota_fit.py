@@ -197,7 +197,7 @@ def workloads_fit_quota(resources: list[Resource], config: PolicyConfig) -> Iter
                 parts = demands.get(key) or []
                 needed = sum((d.total for d in parts), Decimal(0))
                 allowed = quantity(raw)
-                if needed <= allowed:
+                if needed <= allowed or not parts:
                     continue
                 listing = "; ".join(_describe(d, key) for d in sorted(parts, key=lambda d: -d.total))
                 if scoped(quota) and allowed == 0:

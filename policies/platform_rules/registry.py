@@ -11,7 +11,7 @@ from typing import Any
 from . import capacity, guardrails, placement, quota_fit, security  # noqa: F401  (imported to register)
 from .config import PackConfig, PolicyConfig
 from .model import Resource, Violation
-from .rule import RULES, Rule
+from .rule import RULES, Rule, checked
 
 REGISTRY: list[Rule] = list(RULES)
 
@@ -26,10 +26,11 @@ def evaluate(resources: list[Resource], config: dict[str, Any] | None = None) ->
         if rule.scope == "resource":
             for resource in resources:
                 violations.extend(
-                    Violation(rule.name, rule.level, resource.display, m) for m in rule.fn(resource, resource_settings)
+                    Violation(rule.name, rule.level, resource.display, m)
+                    for m in checked(rule, resource, resource_settings)
                 )
         else:
             violations.extend(
-                Violation(rule.name, rule.level, where, m) for where, m in rule.fn(resources, stack_settings)
+                Violation(rule.name, rule.level, where, m) for where, m in checked(rule, resources, stack_settings)
             )
     return violations

@@ -9,7 +9,7 @@ shows them one resource at a time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -30,6 +30,23 @@ class Rule:
 
 
 RULES: list[Rule] = []
+
+
+def checked(rule: Rule, subject: Any, config: Any) -> Iterator[Any]:
+    """The rule's findings; a rule that cannot read its input fails closed, as a finding, never a crash.
+
+    The program renders well-formed resources, but the pack also runs on whatever a stack or another
+    program hands it: a value of the wrong shape must stop the deployment, not skip the check.
+    """
+    try:
+        yield from list(rule.fn(subject, config))
+    except Exception as exc:  # any failure to evaluate is a violation
+        message = (
+            f"rule {rule.name!r} could not evaluate "
+            f"{'the stack' if rule.scope == 'stack' else subject.display} ({type(exc).__name__}: {exc}); "
+            "a resource has a value of an unexpected shape"
+        )
+        yield ("the stack", message) if rule.scope == "stack" else message
 
 
 def rule(

@@ -127,3 +127,13 @@ def test_quantities_that_would_switch_a_comparison_off_are_refused(bad):
 
     with pytest.raises(ValueError):
         parse_quantity(bad)
+
+
+def test_a_rule_that_cannot_read_a_resource_fails_closed(healthy):
+    # A quota whose `hard` is not a mapping: no rule may crash, and none may pass it silently.
+    quota = next(r for r in healthy if r.kind == "ResourceQuota" and r.namespace == "acme")
+    quota.props["spec"]["hard"] = 5.0
+    violations = evaluate(healthy)
+    failed = [v for v in violations if "could not evaluate the stack (TypeError" in v.message]
+    assert failed and all(v.level == "mandatory" and v.resource == "the stack" for v in failed)
+    assert {v.policy for v in failed} >= {"tenant-capacity-share", "workloads-fit-quota"}
