@@ -150,11 +150,14 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool, core: PlatformCore)
                 config.monitoring.thresholds,
                 config.monitoring.pricing,
                 config.platform.namespaces.gateway,
+                # The namespace label `cost-center` defaults to the tenant name; billing says the same.
+                {tenant.name: tenant.cost_center or tenant.name for tenant in config.tenants},
             ),
             adapter_rules=metrics_catalog.adapter_rules(),
             dashboards=load_dashboards(),
             priority_class_name=PLATFORM_CRITICAL,
             gpu_operator_namespace=pool.operator_namespace,
+            storage_class=config.platform.storage_class,
         ),
         opts=pulumi.ResourceOptions(depends_on=[core.priority_class_resources[PLATFORM_CRITICAL]]),
     )

@@ -46,14 +46,40 @@ def test_kube_prometheus_stack_gets_time_to_become_ready(run_program):
 def test_tenant_monitors_cannot_reach_other_namespaces(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     spec = releases(capture)["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
-    assert spec["ignoreNamespaceSelectors"] is True and spec["enforcedNamespaceLabel"] == "namespace"
-    excluded = {(e["resource"], e["namespace"], e["name"]) for e in spec["excludedFromEnforcement"]}
-    # The platform's own GPU exporter and rules keep the labels that attribute GPUs to tenants.
-    assert ("servicemonitors", "gpu-operator", "fake-gpu-metrics") in excluded
-    assert ("prometheusrules", "monitoring", "gpu-platform") in excluded
+    assert spec["enforcedNamespaceLabel"] == "namespace"
+    excluded = {e["namespace"] for e in spec["excludedFromEnforcement"]}
+    # The platform's own exporters and rules keep the labels that attribute GPUs to tenants...
+    assert {"gpu-operator", "monitoring", "platform-gateway"} <= excluded
     # ...and nothing a tenant owns is excluded.
-    tenant_namespaces = {ns for tenant in ("acme", "globex", "globex-dev", "initech") for ns in [tenant]}
-    assert not {namespace for _, namespace, _ in excluded} & tenant_namespaces
+    assert not excluded & {"acme", "globex", "globex-dev", "initech"}
+    # The API server refuses a tenant monitor that selects another namespace.
+    [policy] = objects(capture, "ValidatingAdmissionPolicy")
+    [binding] = objects(capture, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] == "platform.io/tenant"
+    rule = policy["spec"]["matchConstraints"]["resourceRules"][0]
+    assert set(rule["resources"]) == {"servicemonitors", "podmonitors"}
+
+
+def test_own_namespace_expression_decides_like_the_api_server_would():
+    """The CEL expression, evaluated with cel-python for these cases."""
+    import celpy
+
+    from components.monitoring import OWN_NAMESPACE_ONLY
+
+    env = celpy.Environment()
+    program = env.program(env.compile(OWN_NAMESPACE_ONLY))
+
+    def allowed(spec):
+        activation = {"object": celpy.json_to_cel({"spec": spec}), "request": celpy.json_to_cel({"namespace": "acme"})}
+        return bool(program.evaluate(activation))
+
+    assert allowed({})
+    assert allowed({"namespaceSelector": {"matchNames": ["acme"]}})
+    assert not allowed({"namespaceSelector": {"matchNames": ["acme", "globex"]}})
+    assert not allowed({"namespaceSelector": {"any": True}})
+    assert allowed({"namespaceSelector": {"any": False}})
 
 
 def test_tenants_may_only_use_their_own_tiers_priority_class(run_program):
@@ -91,6 +117,8 @@ def test_every_pvc_can_name_the_platform_storage_class(stack, run_program):
     claims = [c["spec"] for c in objects(capture, "PersistentVolumeClaim")]
     for statefulset in objects(capture, "StatefulSet"):
         claims += [t["spec"] for t in statefulset["spec"].get("volumeClaimTemplates", [])]
+    spec = releases(capture)["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    claims.append(spec["storageSpec"]["volumeClaimTemplate"]["spec"])
     assert claims
     # A claim that names its own class keeps it (gpu-cloud's cache asks for gp3).
     assert all(c.get("storageClassName") in ("local-path", "gp3") for c in claims)
