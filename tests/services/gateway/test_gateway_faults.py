@@ -56,7 +56,7 @@ def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers)
     with gateway(write(tmp_path, doc), redis.url) as service:
         assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
         refused = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
-        metrics = httpx.get(f"{service.url}/metrics").text
+        metrics = httpx.get(f"{service.metrics_url}/metrics").text
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert (
@@ -71,14 +71,14 @@ def test_redis_killed_mid_test_keeps_serving_and_says_so(tmp_path, workers):
     with redis_server() as own_redis:
         with gateway(write(tmp_path, document(workers)), own_redis.url) as service:
             assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
-            assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.url}/metrics").text
+            assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.metrics_url}/metrics").text
             own_redis.process.kill()
             own_redis.process.wait()
             codes = [
                 httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code for _ in range(20)
             ]
             assert codes == [200] * 20
-            assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.url}/metrics").text
+            assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.metrics_url}/metrics").text
 
 
 def test_fail_closed_refuses_without_redis(tmp_path, workers):
@@ -169,7 +169,7 @@ def test_sigterm_under_load_drops_no_request(tmp_path, redis):
             # SIGTERM once all 20 are inside the gateway (16 holding upstream slots, 4 queued; each takes
             # ~1 s upstream): a request still connecting then would rightly be refused.
             deadline = time.monotonic() + 10
-            while admitted(service.url, "acme") < 20:
+            while admitted(service.metrics_url, "acme") < 20:
                 assert time.monotonic() < deadline, "the 20 requests never all reached the gateway"
                 time.sleep(0.02)
             service.process.send_signal(signal.SIGTERM)
