@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.gateway.process import gateway, redis_server
+from services.gateway.request_fields import FIELDS
 from services.mock_worker.process import mock_worker
 from tests.services.gateway.conftest import KEYS, document
 
@@ -189,7 +190,8 @@ BODIES = st.one_of(
     JSONISH.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries(
         {"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH},
-        optional={"max_tokens": JSONISH, "stream": JSONISH, "stream_options": JSONISH},
+        # Every field either endpoint of the API defines, each with any JSON (ints of any size included).
+        optional={name: JSONISH | st.integers() for name in sorted({*FIELDS[True], *FIELDS[False], "prompt"})},
     ).map(lambda v: json.dumps(v).encode()),
 )
 # Leading or trailing blanks are refused by the client library itself, before the gateway sees them.
@@ -213,3 +215,5 @@ def test_fuzzed_bodies_and_headers_never_5xx(gw, body, auth, path, extra):
         timeout=10,
     )
     assert response.status_code < 500, (response.status_code, response.text[:200])
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) >= {"message", "type", "param", "code"}, response.text[:200]
