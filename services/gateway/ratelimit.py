@@ -29,6 +29,7 @@ file with `appendfsync everysec` bounds what a restart loses to about one second
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import os
@@ -42,8 +43,6 @@ from services.gateway.redis_client import RedisClient, RedisError, RedisReplyErr
 WINDOW_MS = 60_000
 LOG = logging.getLogger("gateway.ratelimit")
 REASONS = {0: "", 1: "requests", 2: "tokens", 3: "queue"}
-# Redis must answer a batch of calls within this, or the request goes on with the local limiter.
-REDIS_TIMEOUT_SECONDS = 0.25
 # How long a refusal is reused without asking Redis; token refusals could admit a smaller request
 # a little sooner, so this stays short.
 REFUSAL_CACHE_SECONDS = 0.2
@@ -83,6 +82,7 @@ class Admission:
 ALLOW = Decision(True, "", -1, -1, 0.0)
 
 
+@functools.lru_cache(maxsize=4096)  # built on every call otherwise: twice per request
 def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
     # The hash tag keeps a tenant's keys in one Redis Cluster slot.
     return (
@@ -93,6 +93,7 @@ def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _slot_keys(tenant: str) -> tuple[str, str]:
     return f"rl:{{{tenant}}}:slots", f"rl:{{{tenant}}}:queue"
 
@@ -129,9 +130,15 @@ class LocalWindow:
 
 class RateLimiter:
     def __init__(
-        self, redis_url: str | None, fail_closed: bool, lease_seconds: float = 15.0, on_backend_change=None
+        self,
+        redis_url: str | None,
+        fail_closed: bool,
+        lease_seconds: float = 15.0,
+        on_backend_change=None,
+        redis_timeout: float = 0.25,
     ) -> None:
-        self.redis = RedisClient(redis_url, REDIS_TIMEOUT_SECONDS) if redis_url else None
+        """`redis_timeout`: Redis must answer a batch of calls within it, or the request goes on without it."""
+        self.redis = RedisClient(redis_url, redis_timeout) if redis_url else None
         self.local = LocalWindow()
         self.fail_closed = fail_closed
         self.backend_up = self.redis is not None
@@ -303,31 +310,50 @@ class RateLimiter:
             return
         if requests == 0 and tokens == 0 and not admission.lease:
             return
-        held = self._held.get(admission.tenant)
+        tenant = admission.tenant
+        held = self._held.get(tenant)
         if held is not None:
             held.discard(admission.lease)
-        asyncio.ensure_future(self._finish(admission, requests, tokens, cap))
-
-    async def _finish(self, admission: Admission, requests: int, tokens: int, cap: int) -> None:
-        tenant = admission.tenant
         waiting = self._waiting.get(tenant)
         waiter = next(iter(waiting)) if admission.holding and waiting else ""
         keys = (*_slot_keys(tenant), *_keys(tenant, admission.bucket)[::2])
         args = (requests, tokens, WINDOW_MS, cap, self.lease_ms, admission.lease, waiter)
-        try:
-            handed = await self._run("finish", keys, args)
-        except ScriptFailed:
-            return
-        except RedisError as exc:
-            # The slot comes free when its lease expires; the count correction is lost (logged as down).
-            self._redis_failed(exc)
-            return
+        # Sent without a task of its own (one per request on the hot path costs more than the call):
+        # the reply is handled in a callback.
+        self._send("finish", keys, args, lambda handed: self._handed(tenant, waiter, handed))
+
+    def _handed(self, tenant: str, waiter: str, handed) -> None:
         if handed == 1:
             # A waiter between two asks finds the slot on its next claim; one that left gives it back
             # with its own finish (which removes its lease from the slots too).
             wake = self._waiting.get(tenant, {}).get(waiter)
             if wake is not None and not wake.done():
                 wake.set_result(None)
+
+    def _send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> None:
+        """A script call whose reply goes to `done`; NOSCRIPT is retried with EVAL, errors are logged."""
+        text, sha = SCRIPTS[name]
+        future = (
+            self.redis.call("EVAL", text, len(keys), *keys, *args)
+            if retried
+            else self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
+        )
+
+        def replied(future: asyncio.Future) -> None:
+            exc = future.exception()
+            if exc is None:
+                done(future.result())
+            elif isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT") and not retried:
+                self._send(name, keys, args, done, retried=True)
+            elif isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+                if self.on_script_error is not None:
+                    self.on_script_error()
+                LOG.error("rate-limit script %s failed", name, extra={"problem": str(exc)})
+            else:
+                # The slot comes free when its lease expires; the count correction is lost.
+                self._redis_failed(exc)
+
+        future.add_done_callback(replied)
 
     async def _renew_forever(self) -> None:
         while True:

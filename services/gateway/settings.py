@@ -20,6 +20,8 @@ class GatewaySettings(BaseSettings):
     config_file: Path | None = None
     reload_interval_seconds: float = Field(default=1.0, gt=0)
     redis_url: str | None = None
+    # Redis must answer within this, or the request goes on as if Redis were down (see fail_closed).
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
     # Redis down: keep serving with per-process limits (default), or refuse with 503.
     fail_closed: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

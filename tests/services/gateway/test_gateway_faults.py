@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import signal
 import threading
 import time
@@ -33,7 +34,13 @@ def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, 
     # A fresh tenant name: no counts left over from other tests in this minute.
     doc["tenants"]["shared-limit"] = doc["tenants"].pop("acme")
     config = write(tmp_path, doc)
-    with gateway(config, redis.url) as g1, gateway(config, redis.url) as g2, gateway(config, redis.url) as g3:
+    # A generous Redis timeout: on a loaded machine a 0.25 s miss would rightly fall back to per-process limits.
+    slow_ok = {"redis_timeout_seconds": 3}
+    with (
+        gateway(config, redis.url, **slow_ok) as g1,
+        gateway(config, redis.url, **slow_ok) as g2,
+        gateway(config, redis.url, **slow_ok) as g3,
+    ):
         urls = [g1.url, g2.url, g3.url]
 
         def send(i):
@@ -44,11 +51,19 @@ def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, 
         left_in_minute = 60 - time.time() % 60
         if left_in_minute < 20:
             time.sleep(left_in_minute + 0.1)
+        started = time.time()
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             codes = list(pool.map(send, range(3 * limit)))
+        ended = time.time()
     admitted = codes.count(200)
     assert codes.count(429) + admitted == 3 * limit
-    assert abs(admitted - limit) <= max(1, limit // 100), f"admitted {admitted} for a limit of {limit}"
+    # On a machine slow enough for the burst to run into the next minute, the window rightly admits
+    # the part of the limit that the previous minute no longer weighs on: at most this many more.
+    crossed = int(ended // 60) > int(started // 60)
+    more = math.ceil(limit * (ended % 60) / 60) + 1 if crossed else 0
+    assert admitted <= limit + more and admitted >= limit - max(1, limit // 100), (
+        f"admitted {admitted} for a limit of {limit} (+{more} allowed past the minute)"
+    )
 
 
 def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers):

@@ -174,9 +174,9 @@ def test_the_concurrency_cap_holds_across_three_gateways(tmp_path, redis):
     with ScriptedUpstream(slow_json(0.3)) as upstream:
         config = one_tenant(tmp_path, upstream.url, "shared-cap", maxConcurrency=cap, maxQueue=100)
         with (
-            gateway(config, redis.url) as g1,
-            gateway(config, redis.url) as g2,
-            gateway(config, redis.url) as g3,
+            gateway(config, redis.url, redis_timeout_seconds=3) as g1,
+            gateway(config, redis.url, redis_timeout_seconds=3) as g2,
+            gateway(config, redis.url, redis_timeout_seconds=3) as g3,
             concurrent.futures.ThreadPoolExecutor(24) as pool,
         ):
             urls = [g1.url, g2.url, g3.url]
@@ -190,8 +190,8 @@ def test_the_queue_bound_holds_across_gateways(tmp_path, redis):
     with ScriptedUpstream(slow_json(3.0)) as upstream:
         config = one_tenant(tmp_path, upstream.url, "shared-queue", maxConcurrency=2, maxQueue=2)
         with (
-            gateway(config, redis.url) as g1,
-            gateway(config, redis.url) as g2,
+            gateway(config, redis.url, redis_timeout_seconds=3) as g1,
+            gateway(config, redis.url, redis_timeout_seconds=3) as g2,
             concurrent.futures.ThreadPoolExecutor(10) as pool,
         ):
             body = {"model": "llama", "messages": [], "max_tokens": 1}
