@@ -18,6 +18,7 @@ from services.gateway.ratelimit import Admission, Decision, RateLimiter, ScriptF
 from services.gateway.request_fields import requested_tokens, token_charge, validate_body
 from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
+from services.gateway.server_protocol import DISCONNECT_HOOKS
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
 from services.gateway.upstream import HOP_HEADERS, EventTooLarge, UpstreamFailure, Upstreams, relay_events, usage_of
@@ -88,17 +89,25 @@ class Call:
         self.drained = False
         self.watcher: asyncio.Future | None = None
 
-    def watch(self, receive) -> None:
+    def watch(self, scope, receive) -> None:
         self.task = asyncio.current_task()
+        hooks = scope.get(DISCONNECT_HOOKS)
+        if hooks is not None:  # the gateway's own server protocol says when the connection is lost
+            hooks.append(self._gone)
+            return
         self.watcher = asyncio.ensure_future(receive())
         self.watcher.add_done_callback(self._message)
+
+    def _gone(self) -> None:
+        if not self.finished:
+            self.left = True
+            self.end()
 
     def _message(self, message: asyncio.Future) -> None:
         if message.cancelled() or message.exception() is not None:
             return
-        if message.result().get("type") == "http.disconnect" and not self.finished:
-            self.left = True
-            self.end()
+        if message.result().get("type") == "http.disconnect":
+            self._gone()
 
     def end(self) -> None:
         if self.finished:
@@ -149,7 +158,7 @@ class Completions:
         call = Call(time.perf_counter())
         self.active.add(call)
         try:
-            reply = await self._serve(scope["headers"], receive, send, chat, call)
+            reply = await self._serve(scope, receive, send, chat, call)
         except asyncio.CancelledError:
             if not (call.left or call.drained):
                 raise
@@ -162,7 +171,8 @@ class Completions:
         if reply is not None:
             await send_reply(send, reply)
 
-    async def _serve(self, raw_headers, receive, send, chat: bool, call: Call) -> Reply | None:
+    async def _serve(self, scope, receive, send, chat: bool, call: Call) -> Reply | None:
+        raw_headers = scope["headers"]
         headers = dict(raw_headers)
         who = self.state.authenticate(headers, raw_headers)
         if isinstance(who, Reply):
@@ -217,7 +227,7 @@ class Completions:
             body["stream_options"], rewrite = {**(body.get("stream_options") or {}), "include_usage": True}, True
         if rewrite:
             raw = orjson.dumps(body)
-        call.watch(receive)
+        call.watch(scope, receive)
         admission = await self._admit(call, tenant, cost)
         if isinstance(admission, Reply):
             return admission

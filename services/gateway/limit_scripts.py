@@ -57,8 +57,13 @@ if tpm >= 0 and tokens + cost > tpm then return {0, 2, math.max(rpm - requests, 
 local holding = 0
 if cap > 0 then
   local t = clock()
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', t)
-  if redis.call('ZCARD', KEYS[5]) < cap then
+  local held = redis.call('ZCARD', KEYS[5])
+  -- Expired leases (of a replica that died) are swept only when they could be in the way.
+  if held >= cap then
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', t)
+    held = redis.call('ZCARD', KEYS[5])
+  end
+  if held < cap then
     redis.call('ZADD', KEYS[5], t + lease_ms, lease)
     redis.call('PEXPIRE', KEYS[5], lease_ms * 2)
     holding = 1
@@ -108,15 +113,16 @@ return 0
 # tokens the engine really used, or a full refund for a request that never reached an engine), and
 # hand the slot straight to a waiter of this replica if one is named.
 # KEYS: slots, queue, requests:bucket, tokens:bucket (the bucket charged at admission)
-# ARGV: request delta, token delta, window_ms, cap, lease_ms, lease id, waiter lease id or ''
+# ARGV: request delta, token delta, window_ms, cap, lease_ms, lease id or '', waiter lease id or ''
+# (without a lease: corrections of several finished requests at once)
 # Returns 1 when the waiter now holds the slot, else 0
 FINISH = (
-    "local BOUNDS = {{-1, 0}, {-(2^50), 2^50}, {1, 2^40}, {0, 1000000}, {1, 2^40}}"
+    "local BOUNDS = {{-(2^40), 0}, {-(2^50), 2^50}, {1, 2^40}, {0, 1000000}, {1, 2^40}}"
     + _ARGUMENTS
     + """
 local request_delta, token_delta, window, cap, lease_ms = unpack(n)
-redis.call('ZREM', KEYS[1], ARGV[6])
-redis.call('ZREM', KEYS[2], ARGV[6])
+-- A lease is in the slots, or (a request that left while queued) in the queue.
+if redis.call('ZREM', KEYS[1], ARGV[6]) == 0 then redis.call('ZREM', KEYS[2], ARGV[6]) end
 local function adjust(key, delta)
   if delta == 0 then return end
   local v = redis.call('INCRBY', key, delta)

@@ -69,9 +69,12 @@ class GatewayService(RunningService):
 
 @contextlib.contextmanager
 def gateway(
-    config_file: Path, redis_url: str | None = None, log_path: Path | None = None, **settings: Any
+    config_file: Path, redis_url: str | None = None, log_path: Path | None = None, root: Path = ROOT, **settings: Any
 ) -> Iterator[GatewayService]:
-    """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given."""
+    """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given.
+
+    `root`: the checkout to run it from (the benchmark compares another revision in the same run).
+    """
     port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
@@ -84,7 +87,7 @@ def gateway(
         env["GATEWAY_REDIS_URL"] = redis_url
     env.update({f"GATEWAY_{key.upper()}": str(value) for key, value in settings.items()})
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed when the process stops
-    process = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, stderr=log)
+    process = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=root, env=env, stderr=log)
     service = GatewayService(f"http://127.0.0.1:{port}", process, f"http://127.0.0.1:{metrics_port}")
     try:
         wait_healthy(f"{service.url}/readyz", process)

@@ -49,6 +49,9 @@ REFUSAL_CACHE_SECONDS = 0.2
 # A queued request asks for a slot this often (with jitter) unless a request of this replica
 # hands it one first; slots freed on other replicas reach it within this time.
 CLAIM_INTERVAL_SECONDS = 0.02
+# Count corrections of finished requests wait this long to be sent together: one script call per
+# tenant and minute instead of one per request. The window lags the engines' usage by as much.
+CORRECTION_DELAY_SECONDS = 0.1
 # Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
 UNAVAILABLE = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "MISCONF", "NOAUTH",
                "NOPERM", "WRONGPASS")  # fmt: skip
@@ -155,6 +158,9 @@ class RateLimiter:
         self._held: dict[str, set[str]] = {}  # tenant -> leases this replica holds in Redis
         self._waiting: dict[str, dict[str, asyncio.Future]] = {}  # tenant -> queued lease -> its wake-up
         self._renewer: asyncio.Task | None = None
+        # (tenant, minute) -> [requests, tokens] corrections not yet sent (CORRECTION_DELAY_SECONDS)
+        self._corrections: dict[tuple[str, int], list[int]] = {}
+        self._correcting: asyncio.TimerHandle | None = None
 
     def _set_backend(self, up: bool, problem: str = "") -> None:
         if up != self.backend_up:
@@ -315,12 +321,44 @@ class RateLimiter:
         if held is not None:
             held.discard(admission.lease)
         waiting = self._waiting.get(tenant)
+        if admission.holding and not waiting:
+            # The common case, kept cheap for Redis: the slot back with a plain ZREM, and the count
+            # correction added to this replica's pending ones, sent for all requests together.
+            self.redis.call("ZREM", _slot_keys(tenant)[0], admission.lease).add_done_callback(self._replied)
+            if requests or tokens:
+                pending = self._corrections.get((tenant, admission.bucket))
+                if pending is None:
+                    pending = self._corrections[(tenant, admission.bucket)] = [0, 0]
+                pending[0] += requests
+                pending[1] += tokens
+                if self._correcting is None:
+                    loop = asyncio.get_running_loop()
+                    self._correcting = loop.call_later(CORRECTION_DELAY_SECONDS, self._correct)
+            return
         waiter = next(iter(waiting)) if admission.holding and waiting else ""
         keys = (*_slot_keys(tenant), *_keys(tenant, admission.bucket)[::2])
         args = (requests, tokens, WINDOW_MS, cap, self.lease_ms, admission.lease, waiter)
         # Sent without a task of its own (one per request on the hot path costs more than the call):
         # the reply is handled in a callback.
         self._send("finish", keys, args, lambda handed: self._handed(tenant, waiter, handed))
+
+    def _correct(self) -> list[asyncio.Future]:
+        """Send the pending count corrections, one script call per tenant and minute."""
+        self._correcting = None
+        corrections, self._corrections = self._corrections, {}
+        sent = []
+        for (tenant, bucket), (requests, tokens) in corrections.items():
+            if requests or tokens:
+                keys = (*_slot_keys(tenant), *_keys(tenant, bucket)[::2])
+                sent.append(self._send("finish", keys, (requests, tokens, WINDOW_MS, 0, self.lease_ms, "", ""), None))
+        return sent
+
+    def _replied(self, future: asyncio.Future) -> None:
+        exc = future.exception()
+        if isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+            LOG.error("giving back a concurrency slot failed", extra={"problem": str(exc)})
+        elif exc is not None:
+            self._redis_failed(exc)
 
     def _handed(self, tenant: str, waiter: str, handed) -> None:
         if handed == 1:
@@ -330,7 +368,7 @@ class RateLimiter:
             if wake is not None and not wake.done():
                 wake.set_result(None)
 
-    def _send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> None:
+    def _send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> asyncio.Future:
         """A script call whose reply goes to `done`; NOSCRIPT is retried with EVAL, errors are logged."""
         text, sha = SCRIPTS[name]
         future = (
@@ -342,7 +380,8 @@ class RateLimiter:
         def replied(future: asyncio.Future) -> None:
             exc = future.exception()
             if exc is None:
-                done(future.result())
+                if done is not None:
+                    done(future.result())
             elif isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT") and not retried:
                 self._send(name, keys, args, done, retried=True)
             elif isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
@@ -354,6 +393,7 @@ class RateLimiter:
                 self._redis_failed(exc)
 
         future.add_done_callback(replied)
+        return future
 
     async def _renew_forever(self) -> None:
         while True:
@@ -370,5 +410,10 @@ class RateLimiter:
     async def close(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
+        if self._correcting is not None:
+            self._correcting.cancel()
+        if self.redis is not None and self._corrections:
+            # What is still pending belongs in the window: send it before the connection goes.
+            await asyncio.wait(self._correct(), timeout=1.0)
         if self.redis is not None:
             await self.redis.close()

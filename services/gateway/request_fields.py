@@ -134,10 +134,11 @@ def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Reply:
             return error(400, "'messages' must be a list of message objects", param="messages")
     elif not _prompt(body.get("prompt")):
         return error(400, "'prompt' must be a string, a list of strings or a list of token ids", param="prompt")
-    for name, (check, expected) in FIELDS[chat].items():
-        value = body.get(name)
-        if value is not None and not check(value):
-            return error(400, f"'{name}' must be {expected}", param=name)
+    fields = FIELDS[chat]
+    for name, value in body.items():  # a body holds a few fields: look each up, not every rule
+        rule = fields.get(name)
+        if rule is not None and value is not None and not rule[0](value):
+            return error(400, f"'{name}' must be {rule[1]}", param=name)
     if not chat and body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
         return error(400, "'best_of' must be at least 'n'", param="best_of")
     return body

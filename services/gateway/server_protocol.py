@@ -17,6 +17,11 @@ import asyncio
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+# A list in each request's scope: callables the application adds are called if the client's
+# connection is lost before the response is complete. The portable way to learn that, a task
+# waiting on receive() for http.disconnect, costs a task per request.
+DISCONNECT_HOOKS = "gateway.disconnect_hooks"
+
 
 class _HeadRefused(Exception):
     pass
@@ -51,7 +56,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._request_timer is not None:
             self._request_timer.cancel()
             self._request_timer = None
+        cycle = self.cycle
         super().connection_lost(exc)
+        if cycle is not None and not cycle.response_complete:
+            for hook in cycle.scope.get(DISCONNECT_HOOKS, ()):
+                hook()
 
     def data_received(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
@@ -103,6 +112,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self.scope[DISCONNECT_HOOKS] = []
         # The head's byte count runs from the end of the previous request (or the connection's start):
         # resetting it here would leave the read that carried this first byte uncounted.
         self._header_count = 0
