@@ -43,7 +43,7 @@ class Upstreams:
     async def open(self, choices: list[tuple[str, str]], path: str, body: bytes, request_id: bytes) -> Opened:
         """POST to the first healthy choice (name, base URL); fall back on errors before any byte is sent on."""
         headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
-        failure, reached = UpstreamFailure(502, "no upstream available", False), False
+        failure, reached = None, False  # built only when it happens: an exception per request costs
         for name, url in self.breakers.order(choices):
             try:
                 response = await self.client.post(url, path, body, headers)
@@ -63,7 +63,7 @@ class Upstreams:
                 continue
             self.breakers.succeeded(url)
             return Opened(name, response)
-        raise failure
+        raise failure or UpstreamFailure(502, "no upstream available", False)
 
 
 def usage_of(payload: bytes) -> tuple[int, int] | None:

@@ -162,7 +162,7 @@ def admitted(url: str, tenant: str) -> float:
 
 
 def test_sigterm_under_load_drops_no_request(tmp_path, redis):
-    with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.02") as worker:
+    with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.06") as worker:
         with gateway(write(tmp_path, document((worker, worker))), redis.url) as service:
             results: list[int] = []
 
@@ -183,7 +183,7 @@ def test_sigterm_under_load_drops_no_request(tmp_path, redis):
             for thread in threads:
                 thread.start()
             # SIGTERM once all 20 are inside the gateway (16 holding upstream slots, 4 queued; each takes
-            # ~1 s upstream): a request still connecting then would rightly be refused.
+            # ~3 s upstream, so a slow machine still gets all 20 in): a request still connecting then would rightly be refused.
             deadline = time.monotonic() + 10
             while admitted(service.metrics_url, "acme") < 20:
                 assert time.monotonic() < deadline, "the 20 requests never all reached the gateway"
