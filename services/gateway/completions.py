@@ -246,7 +246,7 @@ class Completions:
         """Charge the shared limits, take a slot in the tenant's cap and an upstream slot, or say why not."""
         name, limits = call.tenant, tenant.limits
         cap = limits.max_concurrency
-        if not self.scheduler.has_room(name):
+        if not self.scheduler.has_room(name) or self.limiter.queue_full_here(name, limits.max_queue):
             # Refused before the shared limit is charged: a refused request must not use up the tenant's quota.
             self.metrics.refused(name, call.model, "queue")
             return queue_full(call.ids)

@@ -48,7 +48,7 @@ REASONS = {0: "", 1: "requests", 2: "tokens", 3: "queue"}
 REFUSAL_CACHE_SECONDS = 0.2
 # A queued request asks for a slot this often (with jitter) unless a request of this replica
 # hands it one first; slots freed on other replicas reach it within this time.
-CLAIM_INTERVAL_SECONDS = 0.02
+CLAIM_INTERVAL_SECONDS = 0.05
 # Count corrections of finished requests wait this long to be sent together: one script call per
 # tenant and minute instead of one per request. The window lags the engines' usage by as much.
 CORRECTION_DELAY_SECONDS = 0.1
@@ -185,6 +185,12 @@ class RateLimiter:
             return refused[1]
         del self._refused[tenant]
         return None
+
+    def queue_full_here(self, tenant: str, max_queue: int) -> bool:
+        """This replica alone already has `max_queue` of the tenant's requests waiting for a shared slot:
+        the shared queue is full too, so a flood is refused without a round trip to Redis."""
+        waiting = self._waiting.get(tenant)
+        return waiting is not None and len(waiting) >= max_queue
 
     def _redis_usable(self) -> bool:
         return self.redis is not None and (not self._retry_at or time.monotonic() >= self._retry_at)
