@@ -21,11 +21,6 @@ from infra.config import GatewaySettings, Images, PlatformNamespaces
 from infra.quantity import format_bytes
 
 PORT = 8080
-# /metrics lives on its own port: the allow-clients policy opens PORT only, so just the monitoring
-# namespace (allow-monitoring) reaches it.
-METRICS_PORT = 9090
-# After the drain the gateway waits this long for requests it ended to write their last bytes.
-GATEWAY_SHUTDOWN_MARGIN_SECONDS = 5
 REDIS_PORT = 6379
 CONFIG_FILE = "gateway.json"
 CONFIG_DIR = "/etc/gateway"
@@ -227,9 +222,6 @@ class GatewayStack(pulumi.ComponentResource):
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(settings.upstream_timeout_seconds),
             "GATEWAY_HOST": "0.0.0.0",
             "GATEWAY_PORT": str(PORT),
-            "GATEWAY_METRICS_PORT": str(METRICS_PORT),
-            # Streams may run as long as the upstream timeout: the drain lets them, then ends the rest.
-            "GATEWAY_DRAIN_SECONDS": str(int(settings.upstream_timeout_seconds)),
         }
         deployment = k8s.apps.v1.Deployment(
             "gateway",
@@ -245,12 +237,8 @@ class GatewayStack(pulumi.ComponentResource):
                         "securityContext": _pod_security(10001),
                         # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
                         "enableServiceLinks": False,
-                        # preStop, then the drain (streams past it end with an SSE error event), then the
-                        # gateway's last wait, and a margin before the kubelet's SIGKILL.
-                        "terminationGracePeriodSeconds": PRE_STOP_SECONDS
-                        + int(settings.upstream_timeout_seconds)
-                        + GATEWAY_SHUTDOWN_MARGIN_SECONDS
-                        + 5,
+                        # Streams may run as long as the upstream timeout; SIGTERM drains them first.
+                        "terminationGracePeriodSeconds": int(settings.upstream_timeout_seconds) + PRE_STOP_SECONDS + 5,
                         "topologySpreadConstraints": [
                             {
                                 "maxSkew": 1,
@@ -263,10 +251,7 @@ class GatewayStack(pulumi.ComponentResource):
                             {
                                 "name": "gateway",
                                 "image": images.gateway,
-                                "ports": [
-                                    {"name": "http", "containerPort": PORT},
-                                    {"name": "metrics", "containerPort": METRICS_PORT},
-                                ],
+                                "ports": [{"name": "http", "containerPort": PORT}],
                                 "env": [{"name": key, "value": value} for key, value in env.items()],
                                 "resources": settings.resources.as_kubernetes(),
                                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
@@ -290,10 +275,7 @@ class GatewayStack(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [
-                    {"name": "http", "port": 80, "targetPort": "http"},
-                    {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
-                ],
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
             },
             opts=self._in_ns,
         )
@@ -329,7 +311,7 @@ class GatewayStack(pulumi.ComponentResource):
             metadata=self._meta("gateway", common),
             spec={
                 "selector": {"matchLabels": selector},
-                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
             },
             opts=self._in_ns,
         )

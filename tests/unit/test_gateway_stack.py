@@ -103,24 +103,3 @@ def test_the_document_is_what_the_gateway_accepts(run_program):
             # Every shipped tenant has a prod environment, whose namespace is the tenant's name.
             keys = capture.find("Secret", "tenant-api-keys", tenant).inputs["stringData"]["value"]
             assert {index.tenant(key) for key in keys.values()} == {tenant}
-
-
-def test_metrics_have_their_own_port_reachable_from_monitoring_only(run_program):
-    capture = run_program(stack_config("kind"), stack="kind")
-    deployment = objects(capture, "Deployment")["gateway"]
-    pod = deployment["spec"]["template"]["spec"]
-    [container] = pod["containers"]
-    env = {e["name"]: e["value"] for e in container["env"]}
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080, "metrics": 9090} and env["GATEWAY_METRICS_PORT"] == "9090"
-    [endpoint] = objects(capture, "ServiceMonitor")["gateway"]["spec"]["endpoints"]
-    assert endpoint["port"] == "metrics"
-    service_ports = {p["name"] for p in objects(capture, "Service")["gateway"]["spec"]["ports"]}
-    assert "metrics" in service_ports
-    policies = objects(capture, "NetworkPolicy")
-    clients = policies["allow-clients-to-gateway"]["spec"]["ingress"]
-    assert [p["port"] for rule in clients for p in rule["ports"]] == [8080], "clients must not reach the metrics port"
-    assert "namespaceSelector" in policies["allow-monitoring"]["spec"]["ingress"][0]["from"][0]
-    # The drain lets streams run their course, and the pod is given time for it and the gateway's last wait.
-    drain = int(env["GATEWAY_DRAIN_SECONDS"])
-    assert pod["terminationGracePeriodSeconds"] >= 5 + drain + 5
