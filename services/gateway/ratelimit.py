@@ -52,6 +52,7 @@ CLAIM_INTERVAL_SECONDS = 0.05
 # Count corrections of finished requests wait this long to be sent together: one script call per
 # tenant and minute instead of one per request. The window lags the engines' usage by as much.
 CORRECTION_DELAY_SECONDS = 0.1
+SLOT_RELEASE_DELAY_SECONDS = 0.002
 # Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
 UNAVAILABLE = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "MISCONF", "NOAUTH",
                "NOPERM", "WRONGPASS")  # fmt: skip
@@ -330,7 +331,11 @@ class RateLimiter:
         if admission.holding and not waiting:
             # The common case, kept cheap for Redis: the slot back with a plain ZREM, and the count
             # correction added to this replica's pending ones, sent for all requests together.
-            self.redis.call("ZREM", _slot_keys(tenant)[0], admission.lease).add_done_callback(self._replied)
+            # Sent with the next admission's batch, or within SLOT_RELEASE_DELAY_SECONDS: a slot
+            # given back that much later only ever makes the cap stricter.
+            self.redis.defer(
+                SLOT_RELEASE_DELAY_SECONDS, "ZREM", _slot_keys(tenant)[0], admission.lease
+            ).add_done_callback(self._replied)
             if requests or tokens:
                 pending = self._corrections.get((tenant, admission.bucket))
                 if pending is None:

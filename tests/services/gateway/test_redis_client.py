@@ -156,3 +156,18 @@ def test_the_limiter_counts_in_keys_that_expire(redis):
     }
     assert totals == {b"r": 3, b"t": 21}
     assert all(110_000 < ttl <= 120_000 for ttl in ttls), ttls
+
+
+def test_a_deferred_command_rides_with_the_next_batch_or_goes_after_its_delay(redis):
+    async def scenario():
+        client = RedisClient(redis.url, 1)
+        await client.call("DEL", "deferred-counter")
+        first = client.defer(5.0, "INCR", "deferred-counter")
+        # The next call's batch takes the deferred command along, ahead of it: no 5 s wait.
+        seen_with_batch = await asyncio.wait_for(client.call("GET", "deferred-counter"), 1)
+        second = client.defer(0.05, "INCR", "deferred-counter")
+        alone = await asyncio.wait_for(second, 1)  # nobody else calls: it goes on its own after 50 ms
+        await client.close()
+        return await first, seen_with_batch, alone
+
+    assert asyncio.run(scenario()) == (1, b"1", 2)
