@@ -10,8 +10,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.asgi import ClientGone, Reply, send_reply
 from services.gateway.completions import Completions
+from services.gateway.endpoints import Endpoints
+from services.gateway.engine_metrics import scrape_forever
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.picker import Picker, PickerSettings
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routing import CircuitBreakers
 from services.gateway.scheduler import FairScheduler
@@ -40,6 +43,9 @@ class Gateway:
             settings.upstream_timeout_seconds,
             CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds),
         )
+        self.endpoints = Endpoints(lambda: self.state.document.endpoints)
+        self.picker = Picker(PickerSettings(), self.endpoints, metrics.registry)
+        self.endpoints.on_removed.append(self.picker.forget)
         self.completions = Completions(
             settings,
             self.state,
@@ -47,6 +53,7 @@ class Gateway:
             FairScheduler(settings.max_upstream_concurrency),
             self.upstreams,
             metrics,
+            self.picker,
         )
         # path -> (method, handler)
         self.routes = {
@@ -58,6 +65,7 @@ class Gateway:
             "/metrics": ("GET", self._metrics),
         }
         self._watcher: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
@@ -106,15 +114,32 @@ class Gateway:
         body = generate_latest(self.metrics.registry)
         await send_reply(send, Reply(200, body, content_type=CONTENT_TYPE_LATEST.encode()))
 
+    def _start_discovery(self) -> list[asyncio.Task]:
+        """The engine-metrics scraper, and in a cluster the EndpointSlice watcher (endpointslices.py)."""
+        from services.gateway.endpointslices import watch_from_environment
+
+        tasks = [
+            asyncio.create_task(
+                scrape_forever(self.picker, self.endpoints.all_pods, self.picker.settings.scrape_seconds)
+            )
+        ]
+        watcher = watch_from_environment(self.endpoints, lambda: self.state.document)
+        if watcher is not None:
+            tasks.append(asyncio.create_task(watcher))
+        return tasks
+
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._watcher = asyncio.create_task(self.state.watch(self.metrics))
+                self._background = self._start_discovery()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:
                     self._watcher.cancel()
+                for task in self._background:
+                    task.cancel()
                 self.upstreams.close()
                 await self.limiter.close()
                 await send({"type": "lifespan.shutdown.complete"})

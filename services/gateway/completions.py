@@ -15,6 +15,8 @@ from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_st
 from services.gateway.config import Tenant
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.picker import Picker
+from services.gateway.priority import SHEDDABLE, priority_rank
 from services.gateway.ratelimit import Decision, RateLimiter
 from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
@@ -90,6 +92,7 @@ class Call:
     model: str
     ids: Headers  # the x-request-id header, passed on and echoed
     started: float
+    served: int = 0  # prompt + completion tokens the engine reported, for the fair queue's settle
 
 
 class Completions:
@@ -101,9 +104,11 @@ class Completions:
         scheduler: FairScheduler,
         upstreams: Upstreams,
         metrics: GatewayMetrics,
+        picker: Picker,
     ) -> None:
         self.settings, self.state, self.limiter = settings, state, limiter
         self.scheduler, self.upstreams, self.metrics = scheduler, upstreams, metrics
+        self.picker = picker
 
     async def __call__(self, scope, receive, send, chat: bool) -> None:
         """Answer one request; every path that does not reach an upstream ends in an error reply."""
@@ -145,19 +150,37 @@ class Completions:
         cost = len(raw) // 4 + int(
             body.get("max_completion_tokens") or body.get("max_tokens") or self.settings.default_max_tokens
         )
-        refusal = await self._admit(call, tenant, cost)
+        choices = [(u, tenant.upstreams[u]) for u in candidates(route, request_id.decode() if sticky else None)]
+        rank = priority_rank(headers)
+        if rank is None:
+            return error(400, "x-priority must be critical, standard or sheddable", param="x-priority")
+        if rank == SHEDDABLE and self.picker.saturated(choices[0][1]):
+            # Shed before the tenant's limits are charged: the request never ran.
+            self.metrics.refused(name, model, "saturated")
+            return error(
+                429,
+                "the model's engines are saturated; sheddable requests are refused for now",
+                code="engines_saturated",
+                headers=[(b"retry-after", b"1"), *call.ids],
+            )
+        refusal = await self._admit(call, tenant, cost, rank)
         if refusal is not None:
             return refusal
         holding = self.metrics.holding(name)
         holding.inc()
+        pod = None
         try:
-            choices = [(u, tenant.upstreams[u]) for u in candidates(route, request_id.decode() if sticky else None)]
+            # The route chose the worker; the picker chooses its pod (and the pods to retry on).
+            choices, pod = self.picker.choose(name, route.picker, choices, body, headers)
             return await self._relay(send, receive, call, choices, body, raw, chat)
         finally:
+            self.picker.done(pod)
             holding.dec()
+            if call.served:
+                self.scheduler.settle(name, cost, call.served)
             self.scheduler.release(name)
 
-    async def _admit(self, call: Call, tenant: Tenant, cost: int) -> Reply | None:
+    async def _admit(self, call: Call, tenant: Tenant, cost: int, rank: int = 1) -> Reply | None:
         """Charge the shared limits and take an upstream slot (None), or say why not."""
         name, limits = call.tenant, tenant.limits
         if not self.scheduler.has_room(name):
@@ -175,12 +198,12 @@ class Completions:
         if not decision.allowed:
             self.metrics.refused(name, call.model, decision.reason)
             return too_many(tenant, decision, call.ids)
-        if self.scheduler.try_acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue):
+        if self.scheduler.try_acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue, cost):
             return None
         queued = self.metrics.queued(name)
         queued.inc()
         try:
-            await self.scheduler.acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue)
+            await self.scheduler.acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue, cost, rank)
         except QueueFull:
             self.metrics.refused(name, call.model, "queue")
             return queue_full(call.ids)
@@ -223,6 +246,7 @@ class Completions:
         counted = usage_of(payload) if response.status == 200 else None
         if counted:
             self.metrics.count_tokens(call.tenant, call.model, *counted)
+            call.served = counted[0] + counted[1]
         return None
 
     async def _stream(
@@ -238,6 +262,7 @@ class Completions:
 
         def count(prompt: int, completion: int) -> None:
             self.metrics.count_tokens(call.tenant, call.model, prompt, completion)
+            call.served = prompt + completion
 
         async def events():
             nonlocal code
