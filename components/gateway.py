@@ -25,6 +25,7 @@ REDIS_PORT = 6379
 CONFIG_FILE = "gateway.json"
 CONFIG_DIR = "/etc/gateway"
 PRE_STOP_SECONDS = 5
+API_SERVER_PORTS = (443, 6443)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,32 @@ def network_policies(
                     "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                     "ports": DNS_PORTS,
                 },
+                # The Kubernetes API, for the EndpointSlice watch (the endpoint picker's pods). Policies
+                # see the API server's own address after the Service's DNAT, which differs per cluster,
+                # so only the ports are fixed here.
+                {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]},
             ],
+        },
+    }
+
+
+# The endpoint picker's discovery: read EndpointSlices, nothing else.
+ENDPOINTSLICE_RULES = [
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+]
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def service_account_volume() -> dict[str, Any]:
+    """What automounting would give, mounted explicitly into the gateway container only."""
+    return {
+        "name": "kube-api-access",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]
         },
     }
 
@@ -213,7 +239,31 @@ class GatewayStack(pulumi.ComponentResource):
         )
         return f"redis://redis.{self.namespace}.svc.cluster.local:{REDIS_PORT}/0"
 
+    def _discovery_access(self, common: dict[str, str]) -> None:
+        """A ServiceAccount that may get/list/watch endpointslices in every namespace, and nothing else."""
+        k8s.core.v1.ServiceAccount(
+            "gateway",
+            metadata=self._meta("gateway", common),
+            automount_service_account_token=False,
+            opts=self._in_ns,
+        )
+        role = f"{self.namespace}-endpointslices-reader"
+        k8s.rbac.v1.ClusterRole(
+            "gateway-endpointslices",
+            metadata={"name": role, "labels": common},
+            rules=ENDPOINTSLICE_RULES,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            "gateway-endpointslices",
+            metadata={"name": role, "labels": common},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            subjects=[{"kind": "ServiceAccount", "name": "gateway", "namespace": self.namespace}],
+            opts=self._in_ns,
+        )
+
     def _gateway(self, settings, images, common, selector, redis_url: str, config: k8s.core.v1.Secret) -> None:
+        self._discovery_access(common)
         env = {
             "GATEWAY_CONFIG_FILE": f"{CONFIG_DIR}/{CONFIG_FILE}",
             "GATEWAY_REDIS_URL": redis_url,
@@ -233,6 +283,8 @@ class GatewayStack(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": common},
                     "spec": {
+                        "serviceAccountName": "gateway",
+                        # The token is mounted explicitly below (the EndpointSlice watch needs it).
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security(10001),
                         # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
@@ -258,11 +310,17 @@ class GatewayStack(pulumi.ComponentResource):
                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
                                 "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
                                 "securityContext": _security(),
-                                "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                    {"name": "kube-api-access", "mountPath": TOKEN_DIR, "readOnly": True},
+                                ],
                             }
                         ],
                         # A mounted Secret is updated in place (no subPath), so the gateway reloads keys without a restart.
-                        "volumes": [{"name": "config", "secret": {"secretName": "gateway-config"}}],
+                        "volumes": [
+                            {"name": "config", "secret": {"secretName": "gateway-config"}},
+                            service_account_volume(),
+                        ],
                     },
                 },
             },

@@ -3,10 +3,12 @@
     .venv/bin/python bench/routing/run.py [--seconds 30] [--targets rr,picker,vllm-router,sglang-router]
 
 Targets: this gateway with `round-robin` (what a Service gives, without its randomness), this
-gateway with its `prefix` picker, vllm-router and sglang-router (`cache_aware`, both from
+gateway with its `prefix` picker, vllm-router (`cache_aware`; `vllm-router-hash`: its
+`consistent_hash` session policy, keyed on the x-session-id header) and sglang-router (`cache_aware`), both from
 bench/.routing-venv: `python3 -m venv bench/.routing-venv && bench/.routing-venv/bin/pip install
 vllm-router sglang-router`). The pods are restarted for every target and workload, so every run
-starts with cold caches. Then the gateway's added latency at c=1 with the picker on (wrk, as in
+starts with cold caches; requests arriving in the first --warmup seconds are sent but not counted
+in the latencies (the prefix-hit rate counts them all). Then the gateway's added latency at c=1 with the picker on (wrk, as in
 bench/gateway/run.py). Everything shares this machine's CPUs.
 """
 
@@ -37,13 +39,14 @@ from services.mock_worker.process import free_port, mock_worker, stop, wait_heal
 
 KEY = "sk-bench-routing-0001"
 ROUTERS = ROOT / "bench" / ".routing-venv" / "bin"
-# A pod: 4 sequences at once, prefill 10,000 tokens/s computed one prompt at a time, 20 ms per
-# output token, 12,000 tokens of KV cache: room for about five of the eight 2,000-token system prompts.
+# A pod: 8 sequences at once, prefill 10,000 tokens/s computed one prompt at a time, 20 ms per
+# output token, 8,000 tokens of KV cache: room for about three of the eight 2,000-token system
+# prompts, so only the four pods' caches together hold them all.
 POD = [
-    "--model", "bench-model", "--slots", "4", "--prefill-seconds", "0.005",
+    "--model", "bench-model", "--slots", "8", "--prefill-seconds", "0.005",
     "--prefill-seconds-per-token", "0.0001", "--prefill-concurrency", "1",
     "--decode-seconds-per-token", "0.02", "--stream-interval", "4",
-    "--cache-tokens", "12000", "--block-size", "16", "--log-level", "warning",
+    "--cache-tokens", "8000", "--block-size", "16", "--log-level", "warning",
 ]  # fmt: skip
 MAX_TOKENS = 24
 
@@ -69,8 +72,9 @@ def prefix_counts(url: str) -> tuple[float, float]:
 @contextlib.contextmanager
 def router(kind: str, pods: list[str]):
     port = free_port()
-    common = ["--host", "127.0.0.1", "--port", str(port), "--worker-urls", *pods, "--policy", "cache_aware"]
-    if kind == "vllm-router":
+    policy = "consistent_hash" if kind == "vllm-router-hash" else "cache_aware"
+    common = ["--host", "127.0.0.1", "--port", str(port), "--worker-urls", *pods, "--policy", policy]
+    if kind.startswith("vllm-router"):
         cmd = [str(ROUTERS / "vllm-router"), *common, "--prometheus-port", str(free_port())]
         cmd += ["--max-concurrent-requests", "4096", "--log-level", "warning"]
     else:
@@ -113,27 +117,28 @@ def target(name: str, pods: list[str], work: Path):
             yield url, ""
 
 
-def measure(name: str, workload: str, plan, work: Path) -> dict:
+def measure(name: str, workload: str, plan, work: Path, warmup: float) -> dict:
     with contextlib.ExitStack() as stack:
         pods = [stack.enter_context(mock_worker(*POD)) for _ in range(4)]
         urls = [p.url for p in pods]
         url, key = stack.enter_context(target(name, urls, work))
         results, wall = asyncio.run(run_open_loop(url, key, plan, MAX_TOKENS))
         counts = [prefix_counts(u) for u in urls]
-    ok = [r for r in results if r.status == 200 and r.ttft is not None]
+    errors = sum(1 for r in results if r.status != 200 or r.ttft is None)
+    # Requests that arrived while the caches were still cold are sent but not counted.
+    ok = [r for item, r in zip(plan, results, strict=True) if item.at >= warmup and r.status == 200 and r.ttft]
     queried, hit = sum(c[0] for c in counts), sum(c[1] for c in counts)
     row = {
         "workload": workload,
         "target": name,
         "requests": len(results),
-        "ok": len(ok),
-        "errors": len(results) - len(ok),
+        "counted": len(ok),
+        "errors": errors,
         "ttft_p50_ms": 1000 * percentile([r.ttft for r in ok], 0.50),
         "ttft_p99_ms": 1000 * percentile([r.ttft for r in ok], 0.99),
         "e2e_p99_ms": 1000 * percentile([r.e2e for r in ok], 0.99),
         "e2e_mean_ms": 1000 * statistics.fmean([r.e2e for r in ok]) if ok else float("nan"),
-        "throughput_rps": len(ok) / wall,
-        "tokens_per_s": sum(r.tokens for r in ok) / wall,
+        "throughput_rps": (len(results) - errors) / wall,
         "prefix_hit_rate": hit / queried if queried else 0.0,
         "per_pod_queries": [round(c[0]) for c in counts],
     }
@@ -166,9 +171,10 @@ def added_latency(seconds: int, work: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--shared-rate", type=float, default=13.0, help="requests/s on the shared-prefix workload")
-    parser.add_argument("--none-rate", type=float, default=24.0, help="requests/s on the no-sharing workload")
-    parser.add_argument("--targets", default="rr,picker,vllm-router,sglang-router")
+    parser.add_argument("--shared-rate", type=float, default=22.0, help="requests/s on the shared-prefix workload")
+    parser.add_argument("--none-rate", type=float, default=32.0, help="requests/s on the no-sharing workload")
+    parser.add_argument("--warmup", type=float, default=5, help="seconds of arrivals sent but not counted")
+    parser.add_argument("--targets", default="rr,picker,vllm-router,vllm-router-hash,sglang-router")
     parser.add_argument("--workloads", default="shared,none")
     parser.add_argument("--c1-seconds", type=int, default=10, help="0 skips the added-latency measurement")
     parser.add_argument("--out", type=Path, default=None, help="write all rows here as JSON")
@@ -197,7 +203,7 @@ def main() -> None:
         work = Path(tmp)
         for workload in args.workloads.split(","):
             for name in targets:
-                rows.append(measure(name, workload, plans[workload], work))
+                rows.append(measure(name, workload, plans[workload], work, args.warmup))
         latency = added_latency(args.c1_seconds, work) if args.c1_seconds and shutil.which("wrk") else None
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "c1": latency}, indent=1))

@@ -51,7 +51,7 @@ def shared_prefix(
         plan.append(Planned(at, f"session-{s}", messages))
 
 
-def no_sharing(rate: float, seconds: float, seed: int = 2, prompt_tokens: int = 400) -> list[Planned]:
+def no_sharing(rate: float, seconds: float, seed: int = 2, prompt_tokens: int = 1000) -> list[Planned]:
     rng = random.Random(seed)
     plan, at = [], 0.0
     while True:

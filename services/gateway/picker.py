@@ -57,6 +57,7 @@ class PickerSettings(BaseSettings):
     sessions: int = Field(default=100_000, ge=1)
     load_weight: float = Field(default=1.0, ge=0)
     kv_weight: float = Field(default=1.0, ge=0)
+    spread_weight: float = Field(default=0.5, ge=0)
     index_blocks: int = Field(default=100_000, ge=1)
     # A worker is saturated when every pod's engine queue or KV-cache use is at least this:
     # sheddable requests are then refused (priority.py).
@@ -126,7 +127,7 @@ class Picker:
         self._turns: dict[str, itertools.count] = {}
         self.session_header = settings.session_header.lower().encode()
         self._scorer_children = {
-            name: self.metrics.child(self.metrics.score, name) for name in ("prefix", "session", "load", "kv")
+            name: self.metrics.child(self.metrics.score, name) for name in ("prefix", "session", "spread", "load", "kv")
         }
 
     def pod(self, url: str) -> Pod:
@@ -206,6 +207,16 @@ class Picker:
                     gain = s.prefix_weight * depth / len(hashes)
                     scores[url] += gain
                     parts.setdefault(url, {})["prefix"] = gain
+            if hashes and s.spread_weight:
+                # Where a prefix is cached nowhere yet: the pod asked to cache least so far, so that
+                # distinct prefixes are spread over the pods' caches instead of piling up on one.
+                held = self.index.blocks_of
+                most = max(held.get(u, 0) for u in urls)
+                if most:
+                    for url in urls:
+                        gain = s.spread_weight * (1 - held.get(url, 0) / most)
+                        scores[url] += gain
+                        parts.setdefault(url, {})["spread"] = gain
             # Ties (a prefix nobody holds yet, idle pods) go the same way on every replica.
             key = hashes[0].to_bytes(4, "big") if hashes else b""
             ranked = sorted(pods, key=lambda p: (-scores[p.url], -_rendezvous(key, p.url)))

@@ -53,6 +53,7 @@ class PrefixIndex:
     def __init__(self, max_blocks: int) -> None:
         self.max_blocks = max_blocks
         self._holders: OrderedDict[int, set[str]] = OrderedDict()
+        self.blocks_of: dict[str, int] = {}  # pod -> blocks recorded for it: how much it is asked to cache
 
     def matches(self, hashes: list[int], pods: list[str]) -> dict[str, int]:
         """Per pod, how many of the leading blocks it was sent before."""
@@ -72,20 +73,28 @@ class PrefixIndex:
 
     def record(self, hashes: list[int], pod: str) -> None:
         holders_of = self._holders
+        added = 0
         for h in hashes:
             holders = holders_of.get(h)
             if holders is None:
                 holders_of[h] = {pod}
+                added += 1
             else:
-                holders.add(pod)
+                if pod not in holders:
+                    holders.add(pod)
+                    added += 1
                 holders_of.move_to_end(h)
+        blocks_of = self.blocks_of
+        blocks_of[pod] = blocks_of.get(pod, 0) + added
         while len(holders_of) > self.max_blocks:
-            holders_of.popitem(last=False)
+            for holder in holders_of.popitem(last=False)[1]:
+                blocks_of[holder] -= 1
 
     def forget_pod(self, pod: str) -> None:
         """A pod that left the pool: a new pod at the same address starts with an empty cache."""
         for holders in self._holders.values():
             holders.discard(pod)
+        self.blocks_of.pop(pod, None)
 
     def __len__(self) -> int:
         return len(self._holders)

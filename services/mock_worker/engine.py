@@ -96,16 +96,18 @@ class SlotEngine:
         if cache is not None:
             cache.insert(gen.prompt_blocks)
 
-    def _hold(self, gen: Generation) -> int:
+    def _hold(self, gen: Generation) -> tuple[int, int]:
         # The whole sequence's KV is reserved at once: a simplification of vLLM's block-by-block growth.
         tokens = gen.prompt_tokens + gen.completion_tokens
-        if self.cache is not None:
-            self.cache.hold(tokens)
-        return tokens
+        if self.cache is None:
+            return tokens, 0
+        private = tokens - len(gen.prompt_blocks) * self.cache.block_size
+        self.cache.hold(tokens, private)
+        return tokens, private
 
-    def _free(self, tokens: int) -> None:
+    def _free(self, held: tuple[int, int]) -> None:
         if self.cache is not None:
-            self.cache.free(tokens)
+            self.cache.free(*held)
 
     def _record(
         self, gen: Generation, started: float, first_token_at: float | None, generated: int, finished: bool

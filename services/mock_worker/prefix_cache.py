@@ -7,8 +7,10 @@ engine then prefills only the rest, so time to first token follows the uncached 
 
 KV-cache use is what vLLM reports as `kv_cache_usage_perc`: the share of the capacity held by
 running sequences (prompt plus generated tokens). Cached blocks that no running sequence holds are
-free to evict, so they do not count as used; when running sequences need room, cached blocks are
-evicted least recently used first.
+free to evict, so they do not count as used. A running sequence's full prompt blocks are the cached
+blocks themselves (shared, as in vLLM); only its other tokens (the partial last block and what it
+generates) take room from the cache, and cached blocks are then evicted least recently used first.
+A running sequence's blocks were touched last, so they are the last to go.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PrefixCache:
         self.capacity_tokens = capacity_tokens
         self._blocks: OrderedDict[int, None] = OrderedDict()
         self.in_use_tokens = 0  # held by running sequences
+        self.private_tokens = 0  # of those, not in full prompt blocks (generated, partial blocks)
         self.queries = 0  # prompt tokens looked up (vLLM counts tokens, not requests)
         self.hits = 0  # of those, tokens found cached
 
@@ -51,18 +54,20 @@ class PrefixCache:
 
     def insert(self, hashes: list[int]) -> None:
         """Keep the prompt's blocks after its prefill, evicting the least recently used beyond capacity."""
-        room = self.capacity_blocks - (self.in_use_tokens + self.block_size - 1) // self.block_size
+        room = self.capacity_blocks - (self.private_tokens + self.block_size - 1) // self.block_size
         for h in hashes:
             self._blocks[h] = None
             self._blocks.move_to_end(h)
         while self._blocks and len(self._blocks) > max(0, room):
             self._blocks.popitem(last=False)
 
-    def hold(self, tokens: int) -> None:
+    def hold(self, tokens: int, private: int) -> None:
         self.in_use_tokens += tokens
+        self.private_tokens += private
 
-    def free(self, tokens: int) -> None:
+    def free(self, tokens: int, private: int) -> None:
         self.in_use_tokens -= tokens
+        self.private_tokens -= private
 
     @property
     def cached_blocks(self) -> int:

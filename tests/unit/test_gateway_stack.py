@@ -78,7 +78,29 @@ def test_gateway_egress_reaches_only_tenant_workers_redis_and_dns(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     egress = objects(capture, "NetworkPolicy")["allow-gateway-egress"]["spec"]["egress"]
     ports = sorted(p["port"] for rule in egress for p in rule["ports"])
-    assert ports == [53, 53, 6379, 8000]
+    assert ports == [53, 53, 443, 6379, 6443, 8000]  # 443/6443: the API server, for the EndpointSlice watch
+
+
+def test_gateway_may_watch_endpointslices_and_nothing_else(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    pod = objects(capture, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "gateway" and "gateway" in objects(capture, "ServiceAccount")
+    [container] = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    token = mounts["/var/run/secrets/kubernetes.io/serviceaccount"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == token]
+    assert {next(iter(source)) for source in volume["projected"]["sources"]} >= {"serviceAccountToken", "configMap"}
+    roles = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRole"]
+    [role] = [r for r in roles if "endpointslices" in r["metadata"]["name"]]
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
+    [binding] = [
+        r.inputs
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "ClusterRoleBinding" and r.inputs["roleRef"]["name"] == role["metadata"]["name"]
+    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway", "namespace": "platform-gateway"}]
 
 
 def test_exposure_gateway_api_by_default_and_ingress_when_asked(run_program):

@@ -43,11 +43,11 @@ def test_lookup_counts_leading_blocks_and_lru_evicts_the_oldest() -> None:
 
 def test_running_sequences_take_room_from_the_cache() -> None:
     cache = PrefixCache(capacity_tokens=64, block_size=16)
-    cache.hold(48)
+    cache.hold(48, 48)  # e.g. generated tokens: none of them in a cached prompt block
     assert cache.usage() == 0.75
     cache.insert(block_hashes(list("abcdefgh" * 4), 16))
     assert cache.cached_blocks == 1
-    cache.free(48)
+    cache.free(48, 48)
     assert cache.usage() == 0.0
 
 
