@@ -16,6 +16,10 @@ GATEWAY_METRICS = (
     "gateway_tenant_inflight",
     "gateway_rate_limited_total",
     "gateway_tokens_total",
+    # The endpoint picker (services/gateway/picker.py).
+    "gateway_picker_picks_total",
+    "gateway_picker_score_total",
+    "gateway_picker_prefix_blocks_total",
 )
 ENGINE_METRICS = (
     "vllm:num_requests_waiting",
@@ -24,6 +28,9 @@ ENGINE_METRICS = (
     "vllm:e2e_request_latency_seconds",
     "vllm:prompt_tokens_total",
     "vllm:generation_tokens_total",
+    "vllm:kv_cache_usage_perc",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
     "sglang:num_queue_reqs",
     "sglang:num_running_reqs",
 )

@@ -80,6 +80,7 @@ async def scrape_once(picker: Picker, urls: set[str], timeout: float) -> None:
             pod.scraped = False
             return
         pod.waiting, pod.running, pod.kv = found
+        pod.others = max(0.0, pod.waiting + pod.running - pod.inflight)
         pod.scraped = True
 
     await asyncio.gather(*(one(url) for url in urls))

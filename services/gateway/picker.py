@@ -20,9 +20,9 @@ in gateway_picker_score_total{scorer}, so a dashboard shows what drives the choi
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import random
+import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
@@ -46,11 +46,13 @@ class PickerSettings(BaseSettings):
     session_header: str = "x-session-id"
     # How often each pod's /metrics is read; engines update their gauges every few hundred ms.
     scrape_seconds: float = Field(default=0.25, gt=0)
-    # Affinity holds while a pod's load is at most load_bound × the mean load + load_slack: the slack
-    # keeps it at low load, where one more request costs less than a cache miss.
+    # Affinity holds while a pod's load is at most load_bound × the mean load + load_slack. The slack
+    # is about an engine's batch: below it one more request costs a pod little, a cache miss much.
     load_bound: float = Field(default=1.25, ge=1.0)
-    load_slack: float = Field(default=2.0, ge=0)
-    prefix_weight: float = Field(default=2.0, ge=0)
+    load_slack: float = Field(default=8.0, ge=0)
+    # Well above the load and KV weights: a full-prompt match on one pod against a system-prompt
+    # match on another (about 0.2 apart) outweighs a moderate load difference.
+    prefix_weight: float = Field(default=4.0, ge=0)
     # Below prefix_weight: a session's own history already matches best on its pod; the session
     # bonus decides where prompts share no text (or too little to hash), not against the cache.
     session_weight: float = Field(default=1.0, ge=0)
@@ -73,17 +75,19 @@ class Pod:
     running: float = 0.0
     kv: float = 0.0  # KV-cache use, 0..1
     scraped: bool = False
+    others: float = 0.0  # requests on the engine that are not this replica's, at the last scrape
 
     @property
     def load(self) -> float:
-        # The engine's count is the truth across gateway replicas but a scrape old; this replica's
-        # own count is fresh: the larger of the two.
-        return max(self.inflight, self.waiting + self.running)
+        # This replica's own count is exact and fresh; the engine's count (a scrape old) adds what
+        # other replicas and clients have sent it.
+        return self.inflight + self.others
 
 
-def _rendezvous(key: bytes, url: str) -> int:
-    # Highest random weight: every gateway replica ranks pods the same for the same key.
-    return int.from_bytes(hashlib.blake2b(key + url.encode(), digest_size=8).digest(), "big")
+def _rendezvous(key: int, url: str) -> int:
+    # Highest random weight: every gateway replica ranks pods the same for the same key. CRC-32 is
+    # plenty for breaking ties, and costs a fraction of a cryptographic hash on the request path.
+    return zlib.crc32(url.encode(), key)
 
 
 class PickerMetrics:
@@ -218,7 +222,7 @@ class Picker:
                         scores[url] += gain
                         parts.setdefault(url, {})["spread"] = gain
             # Ties (a prefix nobody holds yet, idle pods) go the same way on every replica.
-            key = hashes[0].to_bytes(4, "big") if hashes else b""
+            key = hashes[0] if hashes else 0
             ranked = sorted(pods, key=lambda p: (-scores[p.url], -_rendezvous(key, p.url)))
         else:
             ranked = sorted(pods, key=lambda p: (-scores[p.url], random.random()))

@@ -15,8 +15,8 @@ from collections import OrderedDict
 
 import orjson
 
-BLOCK_BYTES = 128  # about 32 tokens of English text
-MAX_BLOCKS = 256  # prompts are hashed up to 32 KiB: enough to tell shared system prompts and histories apart
+BLOCK_BYTES = 512  # about 128 tokens of English text: coarse, but hashing stays cheap per request
+MAX_BLOCKS = 64  # prompts are hashed up to 32 KiB: enough to tell shared system prompts and histories apart
 
 
 def prompt_text(body: dict) -> bytes:
