@@ -147,23 +147,37 @@ def measure(name: str, workload: str, plan, work: Path, warmup: float) -> dict:
 
 
 def added_latency(seconds: int, work: Path) -> dict:
-    """c=1 through the gateway with the prefix picker over four zero-delay pods, against one pod directly."""
+    """c=1 (wrk, as bench/gateway/run.py): one zero-delay pod directly, the gateway with that one pod
+    as its worker (no picking), and the gateway with the prefix picker over four such pods."""
     from bench.gateway.run import wrk
 
     flags = ["--model", "bench-model", "--slots", "1024", "--prefill-seconds", "0", "--decode-seconds-per-token", "0"]
+    row = {}
     with contextlib.ExitStack() as stack:
         pods = [stack.enter_context(mock_worker(*flags, "--log-level", "warning")) for _ in range(4)]
-        path = write_config(document([p.url for p in pods], "prefix"), work)
-        gw = stack.enter_context(gateway(path, None, log_level="WARNING", discovery="off"))
-        wrk(pods[0].url, 1, 2)
-        direct = wrk(pods[0].url, 1, seconds)
-        wrk(gw.url, 1, 2, KEY)
-        through = wrk(gw.url, 1, seconds, KEY)
-    row = {
-        "direct_p50_ms": direct["p50_ms"], "direct_p99_ms": direct["p99_ms"],
-        "gateway_p50_ms": through["p50_ms"], "gateway_p99_ms": through["p99_ms"],
-        "added_p50_ms": through["p50_ms"] - direct["p50_ms"], "added_p99_ms": through["p99_ms"] - direct["p99_ms"],
-    }  # fmt: skip
+        single = document([pods[0].url], "prefix")
+        single["tenants"]["bench"]["upstreams"]["pods"] = pods[0].url
+        single["endpoints"] = {}
+        (work / "single").mkdir(exist_ok=True)
+        (work / "four").mkdir(exist_ok=True)
+        targets = {
+            "direct": (pods[0].url, ""),
+            "gateway, one pod": (write_config(single, work / "single"), KEY),
+            "gateway, picker over four pods": (
+                write_config(document([p.url for p in pods], "prefix"), work / "four"),
+                KEY,
+            ),
+        }
+        for name, (where, key) in targets.items():
+            with contextlib.ExitStack() as inner:
+                url = (
+                    where
+                    if isinstance(where, str)
+                    else inner.enter_context(gateway(where, None, log_level="WARNING", discovery="off")).url
+                )
+                wrk(url, 1, 2, key)
+                result = wrk(url, 1, seconds, key)
+            row[name] = {"p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "rps": result["rps"]}
     print(json.dumps(row), flush=True)
     return row
 
