@@ -58,7 +58,12 @@ class PickerSettings(BaseSettings):
     session_weight: float = Field(default=1.0, ge=0)
     sessions: int = Field(default=100_000, ge=1)
     load_weight: float = Field(default=1.0, ge=0)
-    kv_weight: float = Field(default=1.0, ge=0)
+    # Low: KV-cache use is a scrape old, and a heavier weight sends every request between two
+    # scrapes to the same pod.
+    kv_weight: float = Field(default=0.25, ge=0)
+    # Scores this close to the best count as equal (one request of difference at a load of 8 is
+    # 0.125): those pods are taken in turn.
+    turn_tolerance: float = Field(default=0.15, ge=0)
     spread_weight: float = Field(default=0.5, ge=0)
     index_blocks: int = Field(default=100_000, ge=1)
     # A worker is saturated when every pod's engine queue or KV-cache use is at least this:
@@ -227,6 +232,21 @@ class Picker:
         else:
             ranked = sorted(pods, key=lambda p: (-scores[p.url], random.random()))
         best = ranked[0]
+        affinity = parts.get(best.url, {})
+        if "prefix" not in affinity and "session" not in affinity and len(ranked) > 1:
+            # No affinity decides: pods within `turn_tolerance` of the best score are taken in turn.
+            # Round robin spaces arrivals evenly over the pods, which a fresh load count cannot see
+            # (it does not tell a request still in prefill from one decoding).
+            near = [p for p in ranked if scores[best.url] - scores[p.url] <= s.turn_tolerance]
+            if len(near) > 1:
+                near.sort(key=lambda p: p.url)
+                turn = self._turns.get(upstream)
+                if turn is None:
+                    turn = self._turns[upstream] = itertools.count()
+                chosen = near[next(turn) % len(near)]
+                ranked.remove(chosen)
+                ranked.insert(0, chosen)
+                best = chosen
         if policy == "prefix" and session:
             self._remember(session, best.url)
         if hashes:
