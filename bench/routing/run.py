@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--shared-rate", type=float, default=22.0, help="requests/s on the shared-prefix workload")
     parser.add_argument("--none-rate", type=float, default=32.0, help="requests/s on the no-sharing workload")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat every target this many times, interleaved")
     parser.add_argument("--warmup", type=float, default=5, help="seconds of arrivals sent but not counted")
     parser.add_argument("--targets", default="rr,picker,vllm-router,vllm-router-hash,sglang-router")
     parser.add_argument("--workloads", default="shared,none")
@@ -216,8 +217,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for workload in args.workloads.split(","):
-            for name in targets:
-                rows.append(measure(name, workload, plans[workload], work, args.warmup))
+            # Rounds interleave the targets, so a slow spell of the shared machine hits them all alike.
+            for round_ in range(args.rounds):
+                for name in targets:
+                    rows.append({"round": round_, **measure(name, workload, plans[workload], work, args.warmup)})
+        if args.rounds > 1:
+            for workload in args.workloads.split(","):
+                for name in targets:
+                    mine = [r for r in rows if r["workload"] == workload and r["target"] == name]
+                    medians = {
+                        key: statistics.median(r[key] for r in mine)
+                        for key in ("ttft_p50_ms", "ttft_p99_ms", "e2e_p99_ms", "throughput_rps", "prefix_hit_rate")
+                    }
+                    print(json.dumps({"workload": workload, "target": name, "median_of_rounds": medians}), flush=True)
         latency = added_latency(args.c1_seconds, work) if args.c1_seconds and shutil.which("wrk") else None
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "c1": latency}, indent=1))

@@ -8,7 +8,8 @@ else GATEWAY_PICKER_POLICY):
 - `random`: what a Kubernetes Service gives. `round-robin`: the same spread without its variance.
 - `least-load`: the pod with the fewest requests, counting the gateway's own in flight and the
   engine's queue read from its /metrics, and the least KV-cache use.
-- `prefix` (default): least-load plus prefix affinity and session affinity. A pod that already
+- `prefix` (default): prefix affinity and session affinity, else round robin, all within a load
+  bound. A pod that already
   holds a prompt's leading blocks in its KV cache skips their prefill, the most expensive part of
   a long prompt; a session id (header GATEWAY_PICKER_SESSION_HEADER) keeps a conversation on the
   pod it last went to. Both are bounded: a pod whose load is above `load_bound` times the mean plus `load_slack` is
@@ -61,9 +62,6 @@ class PickerSettings(BaseSettings):
     # Low: KV-cache use is a scrape old, and a heavier weight sends every request between two
     # scrapes to the same pod.
     kv_weight: float = Field(default=0.25, ge=0)
-    # Scores this close to the best count as equal (one request of difference at a load of 8 is
-    # 0.125): those pods are taken in turn.
-    turn_tolerance: float = Field(default=0.15, ge=0)
     spread_weight: float = Field(default=0.5, ge=0)
     index_blocks: int = Field(default=100_000, ge=1)
     # A worker is saturated when every pod's engine queue or KV-cache use is at least this:
@@ -233,11 +231,12 @@ class Picker:
             ranked = sorted(pods, key=lambda p: (-scores[p.url], random.random()))
         best = ranked[0]
         affinity = parts.get(best.url, {})
-        if "prefix" not in affinity and "session" not in affinity and len(ranked) > 1:
-            # No affinity decides: pods within `turn_tolerance` of the best score are taken in turn.
-            # Round robin spaces arrivals evenly over the pods, which a fresh load count cannot see
-            # (it does not tell a request still in prefill from one decoding).
-            near = [p for p in ranked if scores[best.url] - scores[p.url] <= s.turn_tolerance]
+        if policy == "prefix" and "prefix" not in affinity and "session" not in affinity:
+            # No affinity decides: the pods within the load bound are taken in turn. Round robin
+            # spaces arrivals evenly over the pods, which the fewest-requests rule does not: a
+            # request count cannot tell a request still in prefill from one decoding, so the pod
+            # that just finished two gets the next two arrivals, and their prefills queue.
+            near = [p for p in ranked if p.load <= bound]
             if len(near) > 1:
                 near.sort(key=lambda p: p.url)
                 turn = self._turns.get(upstream)
