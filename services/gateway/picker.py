@@ -215,8 +215,8 @@ class Picker:
                     scores[url] += gain
                     parts.setdefault(url, {})["prefix"] = gain
             if hashes and s.spread_weight:
-                # Where a prefix is cached nowhere yet: the pod asked to cache least so far, so that
-                # distinct prefixes are spread over the pods' caches instead of piling up on one.
+                # Between pods that match about as well, the one asked to cache least so far, so that
+                # prefixes are spread over the pods' caches instead of piling up on one.
                 held = self.index.blocks_of
                 most = max(held.get(u, 0) for u in urls)
                 if most:
@@ -224,7 +224,7 @@ class Picker:
                         gain = s.spread_weight * (1 - held.get(url, 0) / most)
                         scores[url] += gain
                         parts.setdefault(url, {})["spread"] = gain
-            # Ties (a prefix nobody holds yet, idle pods) go the same way on every replica.
+            # Exact ties between matching pods go the same way on every replica.
             key = hashes[0] if hashes else 0
             ranked = sorted(pods, key=lambda p: (-scores[p.url], -_rendezvous(key, p.url)))
         else:
