@@ -37,6 +37,9 @@ GATEWAY_API_CRDS = Path(__file__).resolve().parent / "vendor" / "crds" / "gatewa
 GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
 # pulumi-kubernetes waits for an Ingress to report a load-balancer address unless told not to.
 SKIP_AWAIT = "pulumi.com/skipAwait"
+API_SERVER_PORTS = (443, 6443)
+# /metrics is served on its own port, reachable only from the monitoring namespace.
+METRICS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,7 @@ def gateway_network_policies(
         "allow-monitoring": {
             "podSelector": {"matchLabels": gateway},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [ns(monitoring)]}],
+            "ingress": [{"from": [ns(monitoring)], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}],
         },
         "allow-gateway-egress": {
             "podSelector": {"matchLabels": gateway},
@@ -116,7 +119,32 @@ def gateway_network_policies(
                     "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                     "ports": DNS_PORTS,
                 },
+                # The Kubernetes API, for the EndpointSlice watch (the endpoint picker's pods). Policies
+                # see the API server's own address after the Service's DNAT, which differs per cluster,
+                # so only the ports are fixed here.
+                {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]},
             ],
+        },
+    }
+
+
+# The endpoint picker's discovery: read EndpointSlices, nothing else.
+ENDPOINTSLICE_RULES = [
+    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+]
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def service_account_volume() -> dict[str, Any]:
+    """What automounting would give, mounted explicitly into the gateway container only."""
+    return {
+        "name": "kube-api-access",
+        "projected": {
+            "sources": [
+                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
+            ]
         },
     }
 
@@ -228,6 +256,8 @@ class GatewayStack(pulumi.ComponentResource):
                                     "redis-server",
                                     "--appendonly",
                                     "yes",
+                                    "--appendfsync",
+                                    "everysec",
                                     "--maxmemory",
                                     max_memory,
                                     "--maxmemory-policy",
@@ -272,6 +302,29 @@ class GatewayStack(pulumi.ComponentResource):
         # The password is alphanumeric, so it needs no escaping inside the URL.
         return f"redis://:$(REDIS_PASSWORD)@redis.{self.namespace}.svc.cluster.local:{REDIS_PORT}/0"
 
+    def _discovery_access(self, common: dict[str, str]) -> None:
+        """A ServiceAccount that may get/list/watch endpointslices in every namespace, and nothing else."""
+        k8s.core.v1.ServiceAccount(
+            "gateway",
+            metadata=self._meta("gateway", common),
+            automount_service_account_token=False,
+            opts=self._in_ns,
+        )
+        role = f"{self.namespace}-endpointslices-reader"
+        k8s.rbac.v1.ClusterRole(
+            "gateway-endpointslices",
+            metadata={"name": role, "labels": common},
+            rules=ENDPOINTSLICE_RULES,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        k8s.rbac.v1.ClusterRoleBinding(
+            "gateway-endpointslices",
+            metadata={"name": role, "labels": common},
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            subjects=[{"kind": "ServiceAccount", "name": "gateway", "namespace": self.namespace}],
+            opts=self._in_ns,
+        )
+
     def _config_secret(self, document: pulumi.Input[dict[str, Any]], common: dict[str, str]) -> k8s.core.v1.Secret:
         """The gateway's document: key hashes, limits and routes per tenant, mounted and reloaded on change."""
         return k8s.core.v1.Secret(
@@ -286,6 +339,7 @@ class GatewayStack(pulumi.ComponentResource):
     def _gateway(
         self, settings, images, common, selector, redis_url: str, secrets: list[k8s.core.v1.Secret]
     ) -> k8s.apps.v1.Deployment:
+        self._discovery_access(common)
         env = {
             "GATEWAY_CONFIG_FILE": f"{CONFIG_DIR}/{CONFIG_FILE}",
             "GATEWAY_REDIS_URL": redis_url,
@@ -294,6 +348,9 @@ class GatewayStack(pulumi.ComponentResource):
             "GATEWAY_UPSTREAM_TIMEOUT_SECONDS": str(settings.upstream_timeout_seconds),
             "GATEWAY_HOST": "0.0.0.0",
             "GATEWAY_PORT": str(PORT),
+            "GATEWAY_METRICS_PORT": str(METRICS_PORT),
+            # Streams still running this long after SIGTERM end with an SSE error event the client can act on.
+            "GATEWAY_DRAIN_SECONDS": str(int(settings.upstream_timeout_seconds)),
         }
         return k8s.apps.v1.Deployment(
             "gateway",
@@ -306,12 +363,15 @@ class GatewayStack(pulumi.ComponentResource):
                     "metadata": {"labels": common},
                     "spec": {
                         **self._priority,
+                        "serviceAccountName": "gateway",
+                        # The token is mounted explicitly below (the EndpointSlice watch needs it).
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security(10001),
                         # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
                         "enableServiceLinks": False,
-                        # Streams may run as long as the upstream timeout; SIGTERM drains them first.
-                        "terminationGracePeriodSeconds": int(settings.upstream_timeout_seconds) + PRE_STOP_SECONDS + 5,
+                        # preStop, then the drain (as long as the upstream timeout), then the gateway's last wait of
+                        # 5 s for replies to flush, and a margin: the kubelet never kills a stream mid-event.
+                        "terminationGracePeriodSeconds": int(settings.upstream_timeout_seconds) + PRE_STOP_SECONDS + 10,
                         "topologySpreadConstraints": [
                             {
                                 "maxSkew": 1,
@@ -324,7 +384,10 @@ class GatewayStack(pulumi.ComponentResource):
                             {
                                 "name": "gateway",
                                 "image": images.gateway,
-                                "ports": [{"name": "http", "containerPort": PORT}],
+                                "ports": [
+                                    {"name": "http", "containerPort": PORT},
+                                    {"name": "metrics", "containerPort": METRICS_PORT},
+                                ],
                                 # REDIS_PASSWORD first: GATEWAY_REDIS_URL refers to it as $(REDIS_PASSWORD).
                                 "env": [
                                     self._password_env("REDIS_PASSWORD"),
@@ -335,11 +398,17 @@ class GatewayStack(pulumi.ComponentResource):
                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
                                 "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
                                 "securityContext": _security(),
-                                "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}],
+                                "volumeMounts": [
+                                    {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                                    {"name": "kube-api-access", "mountPath": TOKEN_DIR, "readOnly": True},
+                                ],
                             }
                         ],
                         # A mounted Secret is updated in place (no subPath), so the gateway reloads keys without a restart.
-                        "volumes": [{"name": "config", "secret": {"secretName": "gateway-config"}}],
+                        "volumes": [
+                            {"name": "config", "secret": {"secretName": "gateway-config"}},
+                            service_account_volume(),
+                        ],
                     },
                 },
             },
@@ -355,7 +424,10 @@ class GatewayStack(pulumi.ComponentResource):
             spec={
                 "type": "ClusterIP",
                 "selector": selector,
-                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+                "ports": [
+                    {"name": "http", "port": 80, "targetPort": "http"},
+                    {"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"},
+                ],
             },
             opts=self._in_ns,
         )
@@ -401,7 +473,7 @@ class GatewayStack(pulumi.ComponentResource):
             metadata=self._meta("gateway", common),
             spec={
                 "selector": {"matchLabels": selector},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+                "endpoints": [{"port": "metrics", "path": "/metrics", "interval": "15s"}],
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._in_ns.depends_on, crds]),
         )

@@ -22,6 +22,10 @@ GATEWAY_METRICS = (
     "gateway_tenant_inflight",
     "gateway_rate_limited_total",
     "gateway_tokens_total",
+    # The endpoint picker (services/gateway/picker.py).
+    "gateway_picker_picks_total",
+    "gateway_picker_score_total",
+    "gateway_picker_prefix_blocks_total",
 )
 ENGINE_METRICS = tuple(dict.fromkeys(name for e in ENGINES.values() for name in e.metrics))
 GPU_METRICS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE")

@@ -64,24 +64,32 @@ def main(stack: str = "kind") -> int:
         console.print(f"[bold]demo[/]: data plane of stack {stack!r} on 127.0.0.1 (Redis, mock workers, gateway)")
         redis = running.enter_context(redis_server())
         upstreams: dict[str, dict[str, str]] = {}
+        endpoints: dict[str, list[str]] = {}
         for tenant in config.tenants:
             for worker in tenant.workers:
                 engine = "sglang" if "canary" in worker.name else "vllm"
-                service = running.enter_context(
-                    mock_worker(
-                        "--model",
-                        worker.served_name,
-                        "--slots",
-                        "4",
-                        "--decode-seconds-per-token",
-                        "0.002",
-                        "--engine",
-                        engine,
-                    )
-                )
-                upstreams.setdefault(tenant.name, {})[worker.name] = service.url
-        document = gateway_document(config, hashes, upstreams)
-        gw = running.enter_context(gateway(write_config(document, Path(workdir)), redis.url))
+                # Two pods per worker behind its Service URL, as in the cluster: the gateway's endpoint
+                # picker chooses between them (the document's `endpoints` stands in for EndpointSlices).
+                pods = [
+                    running.enter_context(
+                        mock_worker(
+                            "--model",
+                            worker.served_name,
+                            "--slots",
+                            "4",
+                            "--decode-seconds-per-token",
+                            "0.002",
+                            "--engine",
+                            engine,
+                        )
+                    ).url
+                    for _ in range(2)
+                ]
+                service_url = f"http://{worker.name}.{tenant.name}.svc.cluster.local:8000"
+                upstreams.setdefault(tenant.name, {})[worker.name] = service_url
+                endpoints[service_url] = pods
+        document = {**gateway_document(config, hashes, upstreams), "endpoints": endpoints}
+        gw = running.enter_context(gateway(write_config(document, Path(workdir)), redis.url, discovery="off"))
         table = Table(title="per-tenant results")
         for column in (
             "tenant",

@@ -107,6 +107,10 @@ VLLM_METRICS = (
     "vllm:e2e_request_latency_seconds",
     "vllm:prompt_tokens_total",
     "vllm:generation_tokens_total",
+    # KV-cache use and prefix-cache hits: what the gateway's endpoint picker and the dashboards read.
+    "vllm:kv_cache_usage_perc",
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
 )
 SGLANG_METRICS = ("sglang:num_queue_reqs", "sglang:num_running_reqs")
 

@@ -11,8 +11,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.gateway.asgi import ClientGone, Reply, send_reply
 from services.gateway.completions import Completions
+from services.gateway.endpoints import Endpoints
+from services.gateway.engine_metrics import scrape_forever
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.picker import Picker, PickerSettings
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.routing import CircuitBreakers
 from services.gateway.scheduler import FairScheduler
@@ -51,6 +54,9 @@ class Gateway:
             CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds),
             settings.first_byte_timeout,
         )
+        self.endpoints = Endpoints(lambda: self.state.document.endpoints)
+        self.picker = Picker(PickerSettings(), self.endpoints, metrics.registry)
+        self.endpoints.on_removed.append(self.picker.forget)
         self.completions = Completions(
             settings,
             self.state,
@@ -58,6 +64,7 @@ class Gateway:
             FairScheduler(settings.max_upstream_concurrency),
             self.upstreams,
             metrics,
+            self.picker,
         )
         # path -> (method, handler)
         self.routes = {
@@ -68,6 +75,7 @@ class Gateway:
             "/readyz": ("GET", self._readyz),
         }
         self._watcher: asyncio.Task | None = None
+        self._background: list[asyncio.Task] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def begin_drain(self) -> None:
@@ -157,6 +165,20 @@ class Gateway:
         if not task.cancelled():
             LOG.error("tenant config watcher stopped", extra={"problem": repr(task.exception())})
 
+    def _start_discovery(self) -> list[asyncio.Task]:
+        """The engine-metrics scraper, and in a cluster the EndpointSlice watcher (endpointslices.py)."""
+        from services.gateway.endpointslices import watch_from_environment
+
+        tasks = [
+            asyncio.create_task(
+                scrape_forever(self.picker, self.endpoints.all_pods, self.picker.settings.scrape_seconds)
+            )
+        ]
+        watcher = watch_from_environment(self.endpoints, lambda: self.state.document)
+        if watcher is not None:
+            tasks.append(asyncio.create_task(watcher))
+        return tasks
+
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
@@ -165,10 +187,13 @@ class Gateway:
                 self._watcher = asyncio.create_task(self.state.watch(self.metrics))
                 self.metrics.watcher_up.set(1)
                 self._watcher.add_done_callback(self._watcher_stopped)
+                self._background = self._start_discovery()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:
                     self._watcher.cancel()
+                for task in self._background:
+                    task.cancel()
                 self.upstreams.close()
                 await self.limiter.close()
                 await send({"type": "lifespan.shutdown.complete"})

@@ -14,6 +14,8 @@ from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_st
 from services.gateway.config import Tenant
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
+from services.gateway.picker import Picker
+from services.gateway.priority import SHEDDABLE, priority_rank
 from services.gateway.ratelimit import Admission, Decision, RateLimiter, ScriptFailed
 from services.gateway.request_fields import requested_tokens, token_charge, validate_body
 from services.gateway.routing import candidates
@@ -76,7 +78,19 @@ class Call:
     gives back its queue place or slot and its charge on the way out.
     """
 
-    __slots__ = ("tenant", "model", "ids", "started", "task", "response", "finished", "left", "drained", "watcher")
+    __slots__ = (
+        "tenant",
+        "model",
+        "ids",
+        "started",
+        "task",
+        "response",
+        "finished",
+        "left",
+        "drained",
+        "watcher",
+        "served",
+    )
 
     def __init__(self, started: float) -> None:
         self.tenant = self.model = ""
@@ -88,6 +102,7 @@ class Call:
         self.left = False
         self.drained = False
         self.watcher: asyncio.Future | None = None
+        self.served = 0  # prompt + completion tokens the engine reported, for the fair queue's settle
 
     def watch(self, scope, receive) -> None:
         self.task = asyncio.current_task()
@@ -142,9 +157,11 @@ class Completions:
         scheduler: FairScheduler,
         upstreams: Upstreams,
         metrics: GatewayMetrics,
+        picker: Picker,
     ) -> None:
         self.settings, self.state, self.limiter = settings, state, limiter
         self.scheduler, self.upstreams, self.metrics = scheduler, upstreams, metrics
+        self.picker = picker
         self.active: set[Call] = set()  # for the end of a drain
 
     def end_all(self) -> None:
@@ -227,22 +244,40 @@ class Completions:
             body["stream_options"], rewrite = {**(body.get("stream_options") or {}), "include_usage": True}, True
         if rewrite:
             raw = orjson.dumps(body)
+        choices = [(u, tenant.upstreams[u]) for u in candidates(route, request_id.decode() if sticky else None)]
+        rank = priority_rank(headers)
+        if rank is None:
+            return error(400, "x-priority must be critical, standard or sheddable", param="x-priority")
+        if rank == SHEDDABLE and self.picker.saturated(choices[0][1]):
+            # Shed before the tenant's limits are charged: the request never ran.
+            self.metrics.refused(name, model, "saturated")
+            return error(
+                429,
+                "the model's engines are saturated; sheddable requests are refused for now",
+                code="engines_saturated",
+                headers=[(b"retry-after", b"1"), *call.ids],
+            )
         call.watch(scope, receive)
-        admission = await self._admit(call, tenant, cost)
+        admission = await self._admit(call, tenant, cost, rank)
         if isinstance(admission, Reply):
             return admission
         holding = self.metrics.holding(name)
         holding.inc()
         outcome = Outcome()
+        pod = None
         try:
-            choices = [(u, tenant.upstreams[u]) for u in candidates(route, request_id.decode() if sticky else None)]
+            # The route chose the worker; the picker chooses its pod (and the pods to retry on).
+            choices, pod = self.picker.choose(name, route.picker, choices, body, headers)
             return await self._relay(send, call, choices, stream, strip_usage, raw, chat, outcome)
         finally:
+            self.picker.done(pod)
             holding.dec()
+            if call.served:
+                self.scheduler.settle(name, cost, call.served)
             self.scheduler.release(name)
             self.limiter.finish(admission, outcome.used, outcome.reached, limits.max_concurrency)
 
-    async def _admit(self, call: Call, tenant: Tenant, cost: int) -> Admission | Reply:
+    async def _admit(self, call: Call, tenant: Tenant, cost: int, rank: int = 1) -> Admission | Reply:
         """Charge the shared limits, take a slot in the tenant's cap and an upstream slot, or say why not."""
         name, limits = call.tenant, tenant.limits
         cap = limits.max_concurrency
@@ -281,12 +316,12 @@ class Completions:
                     queued.dec()
             # Holding a shared slot, the tenant's local queue never overflows: the shared cap bounds it.
             local_queue = cap if admission.shared else limits.max_queue
-            if self.scheduler.try_acquire(name, tenant.weight, cap, local_queue):
+            if self.scheduler.try_acquire(name, tenant.weight, cap, local_queue, cost):
                 return admission
             queued = self.metrics.queued(name)
             queued.inc()
             try:
-                await self.scheduler.acquire(name, tenant.weight, cap, local_queue)
+                await self.scheduler.acquire(name, tenant.weight, cap, local_queue, cost, rank)
             finally:
                 queued.dec()
         except QueueFull:
@@ -356,6 +391,7 @@ class Completions:
         )
         if counted:
             self.metrics.count_tokens(call.tenant, call.model, *counted)
+            call.served = counted[0] + counted[1]
         return None
 
     async def _stream(
@@ -373,6 +409,7 @@ class Completions:
         def count(prompt: int, completion: int) -> None:
             outcome.used = prompt + completion
             self.metrics.count_tokens(call.tenant, call.model, prompt, completion)
+            call.served = prompt + completion
 
         def problem(message: str, kind: str) -> bytes:
             # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).

@@ -48,6 +48,8 @@ class Route(_Model):
     canary: str | None = None
     percent: float | None = Field(default=None, ge=0, le=100)
     weights: dict[str, float] = {}
+    # Which pod behind the chosen worker (services/gateway/picker.py); None: GATEWAY_PICKER_POLICY.
+    picker: Literal["prefix", "least-load", "round-robin", "random"] | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> Route:
@@ -79,6 +81,8 @@ class Tenant(_Model):
 
 class Document(_Model):
     tenants: dict[str, Tenant]
+    # Worker URL -> its pods' URLs, where no EndpointSlice watcher runs (tests, local runs).
+    endpoints: dict[str, list[str]] = {}
 
 
 class ConfigError(Exception):
@@ -118,10 +122,15 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
             for model in tenant.models:
                 routes.setdefault(model, Route(strategy="direct", primary=default))
         tenants[name] = tenant.model_copy(update={"upstreams": shared_upstreams, "routes": routes})
-    return Document(tenants=tenants)
+    return Document(tenants=tenants, endpoints=document.endpoints)
 
 
 def validate(document: Document) -> Document:
+    for worker, pods in document.endpoints.items():
+        for url in (worker, *pods):
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"endpoints.{worker}: {url!r} is not an http:// or https:// URL")
     for name, tenant in document.tenants.items():
         for upstream, url in tenant.upstreams.items():
             parts = urlsplit(url)

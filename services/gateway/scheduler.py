@@ -7,6 +7,19 @@ only its own queue (then gets 429) and gets at most its weight's share when the 
 contended, so it cannot raise another tenant's latency. Hand-written: no maintained asyncio
 library implements weighted fair queuing across keys.
 
+Token-fair (in the spirit of VTC, "Fairness in Serving Large Language Models", OSDI '24): a grant
+advances virtual time by the request's cost in tokens (charged up front: the estimate the limits
+use) divided by the weight, and `settle` corrects it by the tokens really served once the engine
+reports usage. Equal weights then mean equal token shares, not equal request counts. Bound: while
+two tenants are both backlogged, the tokens they are served, each divided by its weight, differ by
+at most (C + 2) * L / w_min, where L is the largest request (tokens, estimated or served), C the
+number of requests that can be in flight unsettled at once, and w_min the smaller weight: the one
+with the lower virtual time is always served next (one request of slack), settling can move a
+tenant by one request's error, and up to C granted requests are not yet counted as served.
+
+Priorities within a tenant (`rank`: 0 critical, 1 standard, 2 sheddable) only reorder that
+tenant's own queue: a critical request overtakes its tenant's other waiters, never another tenant.
+
 Invariant: after every change, either the budget is spent or no tenant below its own cap is
 waiting. So a request whose tenant is below its cap, with budget left, is granted at once:
 waiters held back by their own tenant's cap never delay anyone else.
@@ -27,6 +40,7 @@ class _Tenant:
     inflight: int = 0
     vtime: float = 0.0
     waiters: deque = field(default_factory=deque)
+    ranks: dict = field(default_factory=dict)  # waiting future -> rank, for waiters not standard
 
 
 class QueueFull(Exception):
@@ -67,28 +81,40 @@ class FairScheduler:
         state = self.tenants.get(name)
         return state is None or self._can_start(state) or len(state.waiters) < state.max_queue
 
-    def _grant(self, state: _Tenant) -> None:
-        state.vtime = max(state.vtime, self.vclock) + 1.0 / state.weight
+    def _grant(self, state: _Tenant, cost: float) -> None:
+        state.vtime = max(state.vtime, self.vclock) + cost / state.weight
         state.inflight += 1
         self.active += 1
 
-    def try_acquire(self, name: str, weight: float, cap: int, max_queue: int) -> bool:
+    def try_acquire(self, name: str, weight: float, cap: int, max_queue: int, cost: float = 1.0) -> bool:
         """Take a slot if one is free without waiting (the common case, with no coroutine to run)."""
         state = self._tenant(name, weight, cap, max_queue)
         if self._can_start(state):
-            self._grant(state)
+            self._grant(state, cost)
             return True
         return False
 
-    async def acquire(self, name: str, weight: float, cap: int, max_queue: int) -> None:
+    def settle(self, name: str, charged: float, served: float) -> None:
+        """Correct a tenant's virtual time by what a finished request really cost (tokens served)."""
+        state = self.tenants.get(name)
+        if state is not None:
+            state.vtime += (served - charged) / state.weight
+
+    async def acquire(
+        self, name: str, weight: float, cap: int, max_queue: int, cost: float = 1.0, rank: int = 1
+    ) -> None:
         """Wait for a slot; raises QueueFull when the tenant's queue is full."""
-        if self.try_acquire(name, weight, cap, max_queue):
+        if self.try_acquire(name, weight, cap, max_queue, cost):
             return
         state = self.tenants[name]
         if len(state.waiters) >= state.max_queue:
             raise QueueFull(name)
         future = asyncio.get_running_loop().create_future()
-        state.waiters.append(future)
+        future.cost = cost  # type: ignore[attr-defined]
+        if rank != 1 or state.ranks:
+            self._enqueue_ranked(state, future, rank)
+        else:
+            state.waiters.append(future)
         self.backlog[name] = state
         try:
             await future
@@ -97,6 +123,7 @@ class FairScheduler:
                 self.release(name)  # granted just as the client went away
             elif future in state.waiters:  # dispatch may already have dropped it
                 state.waiters.remove(future)
+                state.ranks.pop(future, None)
                 if not state.waiters:
                     self.backlog.pop(name, None)
             raise
@@ -115,10 +142,22 @@ class FairScheduler:
                 return
             name, state = min(eligible, key=lambda item: max(item[1].vtime, self.vclock))
             future = state.waiters.popleft()
+            if state.ranks:
+                state.ranks.pop(future, None)
             if not state.waiters:
                 del self.backlog[name]
             if future.cancelled():
                 continue
             self.vclock = max(self.vclock, state.vtime)
-            self._grant(state)
+            self._grant(state, future.cost)
             future.set_result(None)
+
+    @staticmethod
+    def _enqueue_ranked(state: _Tenant, future, rank: int) -> None:
+        """Behind the tenant's waiters of the same or a more urgent rank, ahead of the less urgent ones."""
+        state.ranks[future] = rank
+        for position, waiting in enumerate(state.waiters):
+            if state.ranks.get(waiting, 1) > rank:
+                state.waiters.insert(position, future)
+                return
+        state.waiters.append(future)

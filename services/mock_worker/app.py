@@ -18,8 +18,9 @@ from starlette.routing import Route
 from . import openai_format as fmt
 from .api_requests import ChatCompletionRequest, CompletionRequest
 from .engine import Generation, SlotEngine
-from .generation import estimate_prompt_tokens, generate_tokens
+from .generation import generate_tokens
 from .metrics import EngineMetrics
+from .prefix_cache import PrefixCache, block_hashes
 from .settings import WorkerSettings
 
 
@@ -35,6 +36,10 @@ class MockWorker:
             prefill_seconds=settings.prefill_seconds,
             decode_seconds_per_token=settings.decode_seconds_per_token,
             metrics=self.metrics,
+            prefill_seconds_per_token=settings.prefill_seconds_per_token,
+            prefill_concurrency=settings.prefill_concurrency,
+            cache=PrefixCache(settings.cache_tokens, settings.block_size) if settings.cache_tokens else None,
+            stream_interval=settings.stream_interval,
         )
         self._models = frozenset(settings.models)
         self._failures = random.Random(settings.seed)
@@ -84,7 +89,7 @@ class MockWorker:
             return fmt.validation_error_response(exc)
         texts = [message.text() for message in req.messages]
         prompt = "\n".join(texts)
-        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(), chat=True)
+        return await self._serve(req, prompt, req.requested_tokens(), chat=True)
 
     async def completions(self, request: Request) -> Response:
         if failure := self._injected_failure():
@@ -94,7 +99,7 @@ class MockWorker:
         except ValidationError as exc:
             return fmt.validation_error_response(exc)
         prompt = req.prompt_text()
-        return await self._serve(req, prompt, estimate_prompt_tokens(prompt), req.requested_tokens(), chat=False)
+        return await self._serve(req, prompt, req.requested_tokens(), chat=False)
 
     # --- shared request path ------------------------------------------------------------
 
@@ -102,7 +107,6 @@ class MockWorker:
         self,
         req: ChatCompletionRequest | CompletionRequest,
         prompt: str,
-        prompt_tokens: int,
         max_tokens: int | None,
         *,
         chat: bool,
@@ -124,7 +128,14 @@ class MockWorker:
                 param="max_tokens",
             )
         seed = req.seed if req.seed is not None else self.settings.seed
-        gen = Generation(model=req.model, prompt_tokens=prompt_tokens, tokens=generate_tokens(prompt, count, seed))
+        words = prompt.split()  # a token is a word (generation.estimate_prompt_tokens)
+        blocks = tuple(block_hashes(words, self.settings.block_size)) if self.engine.cache is not None else ()
+        gen = Generation(
+            model=req.model,
+            prompt_tokens=max(1, len(words)),
+            tokens=generate_tokens(prompt, count, seed),
+            prompt_blocks=blocks,
+        )
         request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
         created = int(time.time())
         if req.stream:

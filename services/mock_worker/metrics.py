@@ -27,6 +27,11 @@ class MetricNames:
     prompt_tokens: str
     generation_tokens: str
     request_success: str | None
+    kv_cache_usage: str
+    # vLLM counts prefix-cache queries and hits in tokens; SGLang exports a hit-rate gauge instead.
+    prefix_cache_queries: str | None = None
+    prefix_cache_hits: str | None = None
+    cache_hit_rate: str | None = None
 
 
 ENGINE_METRIC_NAMES: dict[str, MetricNames] = {
@@ -39,6 +44,10 @@ ENGINE_METRIC_NAMES: dict[str, MetricNames] = {
         prompt_tokens="vllm:prompt_tokens",
         generation_tokens="vllm:generation_tokens",
         request_success="vllm:request_success",
+        # Current vLLM (v1 engine) names; older releases called the gauge vllm:gpu_cache_usage_perc.
+        kv_cache_usage="vllm:kv_cache_usage_perc",
+        prefix_cache_queries="vllm:prefix_cache_queries",
+        prefix_cache_hits="vllm:prefix_cache_hits",
     ),
     # sglang/srt/metrics/collector.py
     "sglang": MetricNames(
@@ -49,6 +58,8 @@ ENGINE_METRIC_NAMES: dict[str, MetricNames] = {
         prompt_tokens="sglang:prompt_tokens",
         generation_tokens="sglang:generation_tokens",
         request_success=None,
+        kv_cache_usage="sglang:token_usage",
+        cache_hit_rate="sglang:cache_hit_rate",
     ),
 }
 
@@ -114,6 +125,8 @@ class ModelMetrics:
     prompt_tokens: Counter
     generation_tokens: Counter
     request_success: dict[str, Counter]
+    prefix_queries: Counter | None
+    prefix_hits: Counter | None
 
 
 class EngineMetrics:
@@ -157,6 +170,25 @@ class EngineMetrics:
             if names.request_success
             else None
         )
+        self._kv_usage = Gauge(names.kv_cache_usage, "KV-cache usage. 1 means 100 percent usage.", label, registry=reg)
+        self.prefix_queries = self.prefix_hits = self._hit_rate = None
+        if names.prefix_cache_queries and names.prefix_cache_hits:
+            self.prefix_queries = Counter(
+                names.prefix_cache_queries,
+                "Prefix cache queries, in terms of number of queried tokens.",
+                label,
+                registry=reg,
+            )
+            self.prefix_hits = Counter(
+                names.prefix_cache_hits,
+                "Prefix cache hits, in terms of number of cached tokens.",
+                label,
+                registry=reg,
+            )
+        if names.cache_hit_rate:
+            self._hit_rate = Gauge(names.cache_hit_rate, "The prefix cache hit rate.", label, registry=reg)
+        self._looked_up = dict.fromkeys(models, 0)
+        self._found = dict.fromkeys(models, 0)
         # Creating every child up front makes all series exist (at 0) before the first
         # request, and saves the locked labels() lookup on the request path.
         self.per_model = {model: self._children(model) for model in models}
@@ -171,8 +203,27 @@ class EngineMetrics:
             prompt_tokens=self.prompt_tokens.labels(model),
             generation_tokens=self.generation_tokens.labels(model),
             request_success=success,
+            prefix_queries=self.prefix_queries.labels(model) if self.prefix_queries else None,
+            prefix_hits=self.prefix_hits.labels(model) if self.prefix_hits else None,
         )
 
     def bind_queue(self, model: str, waiting: Callable[[], float], running: Callable[[], float]) -> None:
         self._waiting.labels(model).set_function(waiting)
         self._running.labels(model).set_function(running)
+
+    def bind_cache(self, models: list[str], usage: Callable[[], float]) -> None:
+        """KV-cache use is one pool shared by the models; each model_name series reports it."""
+        for model in models:
+            self._kv_usage.labels(model).set_function(usage)
+            if self._hit_rate is not None:
+                self._hit_rate.labels(model).set_function(
+                    lambda m=model: self._found[m] / self._looked_up[m] if self._looked_up[m] else 0.0
+                )
+
+    def count_prefix(self, model: str, queried: int, hit: int) -> None:
+        self._looked_up[model] += queried
+        self._found[model] += hit
+        children = self.per_model[model]
+        if children.prefix_queries is not None:
+            children.prefix_queries.inc(queried)
+            children.prefix_hits.inc(hit)

@@ -72,8 +72,9 @@ def test_the_mock_exports_what_the_engine_entry_names(flavour):
     names = ENGINE_METRIC_NAMES[flavour]
     entry = ENGINES[flavour]
     assert names.waiting == entry.queue_metric
-    exported = {names.waiting, names.running, names.time_to_first_token, names.e2e_latency}
-    exported |= {f"{names.prompt_tokens}_total", f"{names.generation_tokens}_total"}
+    exported = {names.waiting, names.running, names.time_to_first_token, names.e2e_latency, names.kv_cache_usage}
+    counters = (names.prompt_tokens, names.generation_tokens, names.prefix_cache_queries, names.prefix_cache_hits)
+    exported |= {f"{counter}_total" for counter in counters if counter}
     assert set(entry.metrics) <= exported
     # The mock engine exports its default flavour's names.
     assert ENGINES["mock"].queue_metric == ENGINE_METRIC_NAMES["vllm"].waiting

@@ -118,7 +118,29 @@ def test_gateway_egress_reaches_only_tenant_workers_redis_and_dns(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     egress = objects(capture, "NetworkPolicy")["allow-gateway-egress"]["spec"]["egress"]
     ports = sorted(p["port"] for rule in egress for p in rule["ports"])
-    assert ports == [53, 53, 6379, 8000]
+    assert ports == [53, 53, 443, 6379, 6443, 8000]  # 443/6443: the API server, for the EndpointSlice watch
+
+
+def test_gateway_may_watch_endpointslices_and_nothing_else(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    pod = objects(capture, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "gateway" and "gateway" in objects(capture, "ServiceAccount")
+    [container] = pod["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    token = mounts["/var/run/secrets/kubernetes.io/serviceaccount"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == token]
+    assert {next(iter(source)) for source in volume["projected"]["sources"]} >= {"serviceAccountToken", "configMap"}
+    roles = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRole"]
+    [role] = [r for r in roles if "endpointslices" in r["metadata"]["name"]]
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
+    [binding] = [
+        r.inputs
+        for r in capture.kubernetes()
+        if r.inputs["kind"] == "ClusterRoleBinding" and r.inputs["roleRef"]["name"] == role["metadata"]["name"]
+    ]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway", "namespace": "platform-gateway"}]
 
 
 def test_exposure_none_by_default_gateway_api_and_ingress_when_asked(run_program):
@@ -159,3 +181,22 @@ def test_the_document_is_what_the_gateway_accepts(run_program):
             # Every shipped tenant has a prod environment, whose namespace is the tenant's name.
             keys = capture.find("Secret", "tenant-api-keys", tenant).inputs["stringData"]["value"]
             assert {index.tenant(key) for key in keys.values()} == {tenant}
+
+
+def test_metrics_have_their_own_port_open_only_to_monitoring(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    pod = objects(capture, "Deployment")["gateway"]["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["GATEWAY_METRICS_PORT"] == str(ports["metrics"]) and ports["metrics"] != ports["http"]
+    assert objects(capture, "ServiceMonitor")["gateway"]["spec"]["endpoints"][0]["port"] == "metrics"
+    policies = objects(capture, "NetworkPolicy")
+    clients = policies["allow-clients-to-gateway"]["spec"]["ingress"]
+    assert [p["port"] for rule in clients for p in rule["ports"]] == [ports["http"]], "clients never reach /metrics"
+    [monitoring] = policies["allow-monitoring"]["spec"]["ingress"]
+    assert [p["port"] for p in monitoring["ports"]] == [ports["metrics"]]
+    assert monitoring["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+    # The drain lasts as long as the longest stream; the kubelet waits for preStop, the drain and a margin.
+    drain = int(env["GATEWAY_DRAIN_SECONDS"])
+    assert drain >= 120 and pod["terminationGracePeriodSeconds"] > drain + 5
