@@ -189,7 +189,7 @@ def test_metrics_have_their_own_port_open_only_to_monitoring(run_program):
     [container] = pod["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GATEWAY_METRICS_PORT"] == str(ports["metrics"]) and ports["metrics"] != ports["http"]
+    assert int(env["GATEWAY_METRICS_PORT"]) == int(ports["metrics"]) and ports["metrics"] != ports["http"]
     assert objects(capture, "ServiceMonitor")["gateway"]["spec"]["endpoints"][0]["port"] == "metrics"
     policies = objects(capture, "NetworkPolicy")
     clients = policies["allow-clients-to-gateway"]["spec"]["ingress"]
