@@ -6,35 +6,44 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infra.config.base import Model, Quantity
+from infra.config.base import (
+    DnsLabel,
+    DnsSubdomain,
+    Hostname,
+    IngressClassName,
+    Int32,
+    Model,
+    Quantity,
+    StorageClassName,
+)
 from infra.config.monitoring import Resources
 
 
 class ParentGateway(Model):
     """The Gateway API Gateway (owned by the cluster's controller) that HTTPRoutes attach to."""
 
-    name: str = "platform"
-    namespace: str = "gateway-system"
-    section_name: str | None = None
+    name: DnsSubdomain = "platform"
+    namespace: DnsLabel = "gateway-system"
+    section_name: DnsSubdomain | None = None
 
 
 class RedisSettings(Model):
     storage: Quantity = "1Gi"
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
     max_memory: Quantity = "256Mi"
     resources: Resources = Resources(cpu="100m", memory="384Mi", memory_limit="384Mi")
 
 
 class GatewaySettings(Model):
     enabled: bool = True
-    replicas: int = Field(default=2, ge=2)
-    max_replicas: int = Field(default=6, ge=2)
+    replicas: Int32 = Field(default=2, ge=2)
+    max_replicas: Int32 = Field(default=6, ge=2)
     target_cpu_utilization: int = Field(default=70, ge=10, le=100)
     # How clients reach the gateway. Gateway API is the default: ingress-nginx was retired in March 2026.
     exposure: Literal["gateway-api", "ingress", "none"] = "gateway-api"
-    hostname: str = "gateway.local"
+    hostname: Hostname = "gateway.local"
     parent_gateway: ParentGateway = ParentGateway()
-    ingress_class_name: str | None = None
+    ingress_class_name: IngressClassName | None = None
     fail_closed: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     upstream_timeout_seconds: float = Field(default=120, gt=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from infra.config.base import Model, Quantity
+from infra.config.base import Model, NonNegativeFloat, Quantity
 
 
 class Resources(Model):
@@ -32,7 +32,7 @@ class Pricing(Model):
     gpu_hour: float = Field(default=2.50, ge=0)
     per_million_prompt_tokens: float = Field(default=0.20, ge=0)
     per_million_completion_tokens: float = Field(default=0.60, ge=0)
-    tier_multipliers: dict[str, float] = {}
+    tier_multipliers: dict[str, NonNegativeFloat] = {}
 
 
 class Thresholds(Model):

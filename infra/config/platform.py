@@ -7,7 +7,19 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from infra.config.base import Count, Model, Quantity, dns_label
+from infra.config.base import (
+    Count,
+    EksClusterName,
+    ImageRef,
+    KubernetesVersion,
+    LabelValue,
+    Model,
+    NodeName,
+    PlatformNamespace,
+    QualifiedName,
+    Quantity,
+    dns_label,
+)
 
 
 class Capacity(Model):
@@ -19,10 +31,10 @@ class Capacity(Model):
 
 
 class PlatformNamespaces(Model):
-    system: str = "platform-system"
-    gateway: str = "platform-gateway"
-    monitoring: str = "monitoring"
-    gpu_operator: str = "gpu-operator"
+    system: PlatformNamespace = "platform-system"
+    gateway: PlatformNamespace = "platform-gateway"
+    monitoring: PlatformNamespace = "monitoring"
+    gpu_operator: PlatformNamespace = "gpu-operator"
 
     @field_validator("*")
     @classmethod
@@ -37,12 +49,12 @@ class PlatformSettings(Model):
     max_tenant_share: float = Field(default=0.30, gt=0.0, le=1.0)
     namespaces: PlatformNamespaces = PlatformNamespaces()
     # The Kubernetes minor version manifests are validated against in the offline preview.
-    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d+$")
+    kubernetes_version: KubernetesVersion = "1.33"
 
 
 class Taint(Model):
-    key: str
-    value: str
+    key: QualifiedName
+    value: LabelValue
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
     @classmethod
@@ -57,8 +69,8 @@ class Taint(Model):
 
 
 class NodeLabel(Model):
-    key: str
-    value: str
+    key: QualifiedName
+    value: LabelValue
 
     @classmethod
     def parse(cls, text: str) -> NodeLabel:
@@ -74,9 +86,9 @@ class NodeLabel(Model):
 class FakeGpus(Model):
     """fake-gpu-operator's simulated pool (its `topology.nodePools` entry)."""
 
-    pool: str = "default"
+    pool: LabelValue = "default"
     gpus_per_node: int = Field(default=8, ge=1, le=64)
-    gpu_product: str = "Tesla-K80"
+    gpu_product: LabelValue = "Tesla-K80"
     gpu_memory_mib: int = Field(default=11441, ge=1)
 
 
@@ -89,7 +101,7 @@ class TimeSlicing(Model):
 class EksNodeGroup(Model):
     """A managed GPU node group added to an existing EKS cluster."""
 
-    cluster_name: str
+    cluster_name: EksClusterName
     instance_type: str = "g5.12xlarge"
     ami_type: Literal["AL2023_x86_64_NVIDIA", "AL2_x86_64_GPU", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
     subnet_ids: list[str] = Field(min_length=1)
@@ -123,7 +135,7 @@ class GpuPoolSettings(Model):
     label: Annotated[NodeLabel, _parse(NodeLabel)] = NodeLabel(key="platform.io/pool", value="gpu")
     taint: Annotated[Taint, _parse(Taint)] = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
     # Existing nodes to label (and taint) as the pool, for the fake and onprem modes.
-    nodes: list[str] = []
+    nodes: list[NodeName] = []
     # A single-node cluster must keep scheduling system pods: label the node but do not taint it.
     taint_nodes: bool = True
     gpus_per_node: int | None = Field(default=None, ge=1, le=64)
@@ -135,11 +147,11 @@ class GpuPoolSettings(Model):
 class Images(Model):
     """Container images, pinned by tag (or digest). The platform's own images are built from services/."""
 
-    mock_worker: str = "ghcr.io/gpu-platform/mock-worker:0.1.0"
-    gateway: str = "ghcr.io/gpu-platform/gateway:0.1.0"
-    vllm: str = "vllm/vllm-openai:v0.11.2"
-    sglang: str = "lmsysorg/sglang:v0.5.5"
-    redis: str = "redis:7.4.6-alpine"
+    mock_worker: ImageRef = "ghcr.io/gpu-platform/mock-worker:0.1.0"
+    gateway: ImageRef = "ghcr.io/gpu-platform/gateway:0.1.0"
+    vllm: ImageRef = "vllm/vllm-openai:v0.11.2"
+    sglang: ImageRef = "lmsysorg/sglang:v0.5.5"
+    redis: ImageRef = "redis:7.4.6-alpine"
 
     @field_validator("*")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import field_validator, model_validator
 
 from infra.config.base import Model, dns_label
+from infra.config.consistency import StackProblems, stack_problems
 from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
@@ -34,8 +35,6 @@ class StackConfig(Model):
         self._check_pool()
         tiers = resolve_tiers(self.tiers)
         seen: dict[str, int] = {}
-        owners: dict[str, str] = {}
-        reserved = set(self.platform.namespaces.model_dump().values()) | {"default", "kube-system", "kube-public"}
         for index, tenant in enumerate(self.tenants):
             where = f"tenants[{index}]"
             if tenant.name in seen:
@@ -53,15 +52,10 @@ class StackConfig(Model):
             except ValueError as exc:
                 problem = exc.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(exc, "errors") else str(exc)
                 raise ValueError(f"{where}.quota: {problem} (tenant {tenant.name!r}, tier {tenant.tier!r})") from None
-            for namespace in tenant.namespaces:
-                if namespace in reserved:
-                    raise ValueError(f"{where}: namespace {namespace!r} is reserved for the platform")
-                if namespace in owners:
-                    raise ValueError(
-                        f"{where}: namespace {namespace!r} of tenant {tenant.name!r} collides with "
-                        f"tenant {owners[namespace]!r}; rename one of them"
-                    )
-                owners[namespace] = tenant.name
+        # Names, namespaces, served models and the gateway document: see infra/config/consistency.py.
+        problems = stack_problems(self)
+        if problems:
+            raise StackProblems(problems)
         return self
 
     def _check_pool(self) -> None:
