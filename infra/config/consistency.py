@@ -27,6 +27,7 @@ class StackProblems(ValueError):
 def stack_problems(config: StackConfig) -> list[str]:
     return [
         *platform_namespace_problems(config),
+        *gpu_node_problems(config),
         *tenant_namespace_problems(config),
         *joined_name_problems(config),
         *unserved_model_problems(config),
@@ -44,6 +45,14 @@ def platform_namespace_problems(config: StackConfig) -> Iterator[str]:
             yield f"{key}: {namespace!r} is already {seen[namespace]}; every platform namespace needs its own name"
         else:
             seen[namespace] = key
+
+
+def gpu_node_problems(config: StackConfig) -> Iterator[str]:
+    first: dict[str, int] = {}
+    for index, node in enumerate(config.gpu_pool.nodes):
+        if node in first:
+            yield f"gpuPool.nodes[{index}]: {node!r} is listed twice (first at gpuPool.nodes[{first[node]}]); list each node once"
+        first.setdefault(node, index)
 
 
 def tenant_namespace_problems(config: StackConfig) -> Iterator[str]:

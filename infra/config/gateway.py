@@ -46,7 +46,8 @@ class GatewaySettings(Model):
     ingress_class_name: IngressClassName | None = None
     fail_closed: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    upstream_timeout_seconds: float = Field(default=120, gt=0)
+    # Also the pods' termination grace period, which Kubernetes holds in whole seconds.
+    upstream_timeout_seconds: float = Field(default=120, gt=0, le=86_400)
     resources: Resources = Resources(cpu="250m", memory="128Mi", memory_limit="256Mi")
     redis: RedisSettings = RedisSettings()
 

@@ -19,7 +19,8 @@ class Autoscaling(Model):
 
     min_replicas: Int32 = Field(default=1, ge=1)
     max_replicas: Int32 = Field(default=2, ge=1)
-    target_queue_depth: float = Field(default=5.0, gt=0)
+    # Rendered in millis ("2500m"): below 0.001 it would be 0, which the HPA refuses.
+    target_queue_depth: float = Field(default=5.0, ge=0.001, le=1_000_000)
     scale_up_window_seconds: int = Field(default=60, ge=0, le=3600)
     scale_up_pods: Int32 = Field(default=4, ge=1)
     scale_up_period_seconds: int = Field(default=60, ge=1, le=1800)

@@ -243,3 +243,11 @@ def test_rbac_subjects(files, kind, subject, expected):
         f"tenants[0].{kind}.viewer[0]: ",
         expected,
     )
+
+
+def test_gpu_nodes_listed_once(files):
+    accepted(files.kind_with(lambda c: c["gpu-platform:gpuPool"].update(nodes=["n1", "n2"])))
+    refused(
+        files.kind_with(lambda c: c["gpu-platform:gpuPool"].update(nodes=["n1", "n2", "n1"])),
+        "gpuPool.nodes[2]: 'n1' is listed twice (first at gpuPool.nodes[0])",
+    )
