@@ -140,9 +140,10 @@ def preflight(
         f"offered in {', '.join(result.offered_zones) or 'no zone'}; pool capacity at max size "
         f"{result.max_nodes} nodes: {result.gpu_capacity} GPUs"
     )
+    # What AWS says about the stack's keys is a problem of the stack file, like any other (exit 2).
     for problem in result.problems:
-        typer.echo(f"problem: {problem}", err=True)
-    raise typer.Exit(0 if result.ok else 1)
+        typer.echo(f"error: {source}: {problem}", err=True)
+    raise typer.Exit(0 if result.ok else 2)
 
 
 def main() -> None:  # console entry point

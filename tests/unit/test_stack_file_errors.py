@@ -179,3 +179,15 @@ def test_fuzz_replaced_values(path, value):
 )
 def test_fuzz_mutated_text(position, cut, insert):
     _check(KIND_TEXT[:position] + insert + KIND_TEXT[position + cut :])
+
+
+def test_preflight_problems_name_file_and_key(files, monkeypatch):
+    from moto import mock_aws
+
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, "testing")
+    config = stack_config("gpu-cloud")
+    config["gpu-platform:gpuPool"]["eks"]["instanceType"] = "g9.imaginary"
+    path = files.config(config)
+    with mock_aws():
+        refused(path, "gpuPool.eks.instanceType: 'g9.imaginary' does not exist in us-west-2", command="preflight")
