@@ -123,6 +123,15 @@ def qualified_name(value: str, what: str = "label key") -> str:
     return value
 
 
+def _node_key(value: str, what: str) -> str:
+    """A key the platform puts on nodes: never one of Kubernetes' own, which kubelet and controllers manage."""
+    qualified_name(value, what)
+    prefix = value.rpartition("/")[0]
+    if prefix in ("kubernetes.io", "k8s.io") or prefix.endswith((".kubernetes.io", ".k8s.io")):
+        raise ValueError(f"{value!r}: keys under kubernetes.io/ and k8s.io/ belong to Kubernetes; use your own prefix")
+    return value
+
+
 def kubernetes_namespace(value: str) -> str | None:
     """Why `value` can never be a namespace the platform creates, or None."""
     if value in KUBERNETES_NAMESPACES or value.startswith("kube-"):
@@ -196,7 +205,8 @@ DnsLabel = Annotated[str, _checked(dns_label, "name")]
 Dns1035Label = Annotated[str, _checked(dns_1035_label, "name")]
 DnsSubdomain = Annotated[str, _checked(dns_subdomain, "name")]
 LabelValue = Annotated[str, _checked(label_value, "label value")]
-QualifiedName = Annotated[str, _checked(qualified_name, "key")]
+# Label and taint keys the GPU pool sets on nodes.
+QualifiedName = Annotated[str, _checked(_node_key, "key")]
 Hostname = Annotated[str, AfterValidator(_hostname)]
 PlatformNamespace = Annotated[str, AfterValidator(_platform_namespace)]
 RbacSubject = Annotated[str, AfterValidator(_rbac_subject)]

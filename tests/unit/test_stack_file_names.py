@@ -118,6 +118,20 @@ CASES = [
         "gpuPool.label.key",
     ),
     (
+        "pool label prefix",
+        lambda c, v: c["gpu-platform:gpuPool"].update(label=v),
+        "gpu.example.com/pool=gpu",
+        "node.kubernetes.io/pool=gpu",
+        "gpuPool.label.key",
+    ),
+    (
+        "taint key prefix",
+        lambda c, v: c["gpu-platform:gpuPool"].update(taint=v, mode="onprem", gpusPerNode=1),
+        "gpu-only=true:NoSchedule",
+        "node.kubernetes.io/unschedulable=true:NoSchedule",
+        "gpuPool.taint.key",
+    ),
+    (
         "taint value",
         lambda c, v: c["gpu-platform:gpuPool"].update(taint=v),
         "nvidia.com/gpu=a.b:NoSchedule",
