@@ -265,3 +265,15 @@ def test_gpu_nodes_listed_once(files):
         files.kind_with(lambda c: c["gpu-platform:gpuPool"].update(nodes=["n1", "n2", "n1"])),
         "gpuPool.nodes[2]: 'n1' is listed twice (first at gpuPool.nodes[0])",
     )
+
+
+def test_the_preview_checks_every_rendered_name_and_label(files, monkeypatch):
+    """The last line behind the config checks: a label value nobody validated still fails with exit 2."""
+    from components import labels
+
+    monkeypatch.setattr(labels, "PART_OF", "gpu platform")
+    refused(
+        files.kind_with(lambda config: None),
+        "Namespace acme: metadata.labels.app.kubernetes.io/part-of: 'gpu platform' is not a valid label value",
+        command="preview",
+    )
