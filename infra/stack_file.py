@@ -24,8 +24,9 @@ STACKS_DIR = Path(__file__).resolve().parent.parent / "stacks"
 # or a provider this program never reads, so its keys would be silently ignored.
 CONFIG_NAMESPACES = (PROJECT, "kubernetes", "aws", "random", "pulumi")
 TOP_LEVEL_KEYS = ("config", "secretsprovider", "encryptionsalt", "environment")
-# Shipped stacks are a few KiB and an 800-tenant generated one well under 1 MiB.
-MAX_FILE_BYTES = 4 * 1024 * 1024
+# Shipped stacks are a few KiB and an 800-tenant generated one about 100 KiB; reading YAML is slow
+# enough that a much larger file would take minutes.
+MAX_FILE_BYTES = 1024 * 1024
 # The preview and `pulumi up` of one stack grow with its tenants; beyond this, split the platform.
 MAX_TENANTS = 2000
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-# A large generated stack (800 tenants) has about 40,000 nodes; an alias bomb has billions.
-MAX_NODES = 500_000
+# A large generated stack (800 tenants) has about 20,000 nodes; an alias bomb has billions.
+MAX_NODES = 200_000
 MERGE_TAG = "tag:yaml.org,2002:merge"
 _SCALAR_KINDS = {
     "tag:yaml.org,2002:bool": "the boolean",
@@ -36,6 +36,18 @@ class StackYamlError(Exception):
 
 
 class _Loader(yaml.SafeLoader):
+    _composed = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        # Counted as they are read, so a file of countless aliases stops early, not after all of them.
+        self._composed += 1
+        if self._composed > MAX_NODES:
+            raise StackYamlError(
+                f"line {self.peek_event().start_mark.line + 1}: more than {MAX_NODES:,} values; "
+                "a stack file needs far fewer"
+            )
+        return super().compose_node(parent, index)
+
     def compose_document(self) -> yaml.Node:
         node = super().compose_document()
         _check_expansion(node)

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from infra.stack_file import MAX_FILE_BYTES
 from tests.unit.stack_file_cases import KIND_TEXT, StackFiles, accepted, refused
 
 
@@ -156,4 +157,11 @@ def test_too_many_tenants_and_too_large_files(files):
     refused(
         files.text(f"config:\n  gpu-platform:tenants:\n{tenants}\n"), "tenants: 2001 tenants; one stack holds at most"
     )
-    refused(files.text("#" * (5 * 2**20)), "larger than 4 MiB")
+    refused(files.text("#" * (MAX_FILE_BYTES + 1)), f"larger than {MAX_FILE_BYTES // 2**20} MiB")
+
+
+def test_a_file_of_countless_aliases_stops_early(files):
+    text = "t: &t {name: a, tier: gold}\nconfig:\n  gpu-platform:tenants: [" + "*t," * 300_000 + "]\n"
+    started = time.monotonic()
+    refused(files.text(text), "values; a stack file needs far fewer")
+    assert time.monotonic() - started < 60
