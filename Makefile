@@ -6,7 +6,7 @@ STACK  ?= kind
 STACKS := minikube kind onprem gpu-cloud
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: preview test policy checkov demo ci lint venv clean
+.PHONY: preview test policy checkov demo ci lint venv clean images
 
 preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 	$(BIN)/platformctl preview --stack $(STACK)
@@ -27,6 +27,15 @@ checkov: $(VENV)/.runtime .venv-checkov/.installed ## scan every shipped stack's
 demo: $(VENV)/.dev ## the kind stack's data plane locally: Redis, mock workers, gateway, traffic
 	scripts/install-system-packages.sh
 	$(BIN)/python -m infra.demo
+
+# The platform's own images (gateway, mock worker), tagged exactly as STACK's manifests reference them
+# (`images.registry`, `images.tag`). Needs a Docker engine; then `kind load docker-image`, `minikube image
+# load` or `docker push` them (README, "Running it for real").
+DOCKER ?= docker
+images: $(VENV)/.runtime ## docker build of the gateway and mock-worker images for STACK
+	@$(BIN)/platformctl images --stack $(STACK) | while read -r name dockerfile ref; do \
+	  echo "== $$name -> $$ref"; $(DOCKER) build -f "$$dockerfile" -t "$$ref" . || exit 1; \
+	done
 
 ci: test lint policy checkov ## what .ci/run runs
 

@@ -9,15 +9,20 @@ exposure through a Gateway API HTTPRoute (default) or an Ingress of any class.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
+import pulumi_random as random
+import yaml
 
 from components import labels
+from components.metrics_catalog import GATEWAY_INFLIGHT_METRIC
 from components.tenant_network import DNS_PORTS
 from infra.config import GatewaySettings, Images, PlatformNamespaces
+from infra.config.engines import worker_ports
 from infra.quantity import format_bytes
 
 PORT = 8080
@@ -25,6 +30,13 @@ REDIS_PORT = 6379
 CONFIG_FILE = "gateway.json"
 CONFIG_DIR = "/etc/gateway"
 PRE_STOP_SECONDS = 5
+REDIS_AUTH_SECRET = "redis-auth"
+REDIS_PASSWORD_KEY = "password"
+# Gateway API v1.6.1, standard channel: the kinds an HTTPRoute exposure needs (vendored, see SOURCES.md).
+GATEWAY_API_CRDS = Path(__file__).resolve().parent / "vendor" / "crds" / "gateway-api"
+GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
+# pulumi-kubernetes waits for an Ingress to report a load-balancer address unless told not to.
+SKIP_AWAIT = "pulumi.com/skipAwait"
 
 
 @dataclass(frozen=True)
@@ -32,8 +44,16 @@ class GatewayStackArgs:
     settings: GatewaySettings
     images: Images
     namespaces: PlatformNamespaces
-    # The gateway document (components.gateway_config), an Output because key hashes are outputs.
+    # The gateway document (infra.gateway_document), an Output because key hashes are outputs.
     document: pulumi.Input[dict[str, Any]]
+    # What installs the monitoring CRDs (the kube-prometheus-stack release); None renders no monitor and no
+    # metric-driven HPA, because without it neither their CRD nor the metrics adapter exists.
+    monitoring_crds: pulumi.Resource | None = None
+    # The platform-critical PriorityClass and the resources it must exist after.
+    priority_class_name: str | None = None
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The platform's default StorageClass, for Redis when it names none itself.
+    storage_class: str | None = None
 
 
 def _security(read_only: bool = True) -> dict[str, Any]:
@@ -55,7 +75,7 @@ def _pod_security(uid: int) -> dict[str, Any]:
     }
 
 
-def network_policies(
+def gateway_network_policies(
     namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
 ) -> dict[str, dict[str, Any]]:
     ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
@@ -77,14 +97,19 @@ def network_policies(
                 }
             ],
         },
-        "allow-monitoring": {"podSelector": {}, "policyTypes": ["Ingress"], "ingress": [{"from": [ns(monitoring)]}]},
+        # Prometheus scrapes the gateway; Redis accepts nobody but the gateway.
+        "allow-monitoring": {
+            "podSelector": {"matchLabels": gateway},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [ns(monitoring)]}],
+        },
         "allow-gateway-egress": {
             "podSelector": {"matchLabels": gateway},
             "policyTypes": ["Egress"],
             "egress": [
                 {
                     "to": [{"namespaceSelector": {"matchExpressions": [{"key": labels.TENANT, "operator": "Exists"}]}}],
-                    "ports": [{"protocol": "TCP", "port": 8000}],
+                    "ports": [{"protocol": "TCP", "port": p} for p in worker_ports()],
                 },
                 {"to": [{"podSelector": {"matchLabels": redis}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
                 {
@@ -115,23 +140,25 @@ class GatewayStack(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self._args = args
         self._in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        self._pods_after = pulumi.ResourceOptions(parent=self, depends_on=[ns, *args.depends_on])
+        self._priority = {"priorityClassName": args.priority_class_name} if args.priority_class_name else {}
         gateway_labels = labels.recommended("gateway", "gateway", instance="gateway")
         redis_labels = labels.recommended("redis", "rate-limit-store", instance="gateway-redis")
         gateway_selector = {k: gateway_labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
         redis_selector = {k: redis_labels[k] for k in ("app.kubernetes.io/name", "app.kubernetes.io/instance")}
 
-        redis_url = self._redis(settings, args.images, redis_labels, redis_selector)
-        config = k8s.core.v1.Secret(
-            "gateway-config",
-            metadata=self._meta("gateway-config", gateway_labels),
-            string_data=pulumi.Output.from_input(args.document).apply(
-                lambda doc: {CONFIG_FILE: json.dumps(doc, indent=1, sort_keys=True)}
-            ),
-            opts=self._in_ns,
-        )
-        self._gateway(settings, args.images, gateway_labels, gateway_selector, redis_url, config)
-        for policy, spec in network_policies(
+        auth = self._redis_auth(redis_labels)
+        redis_url = self._redis(settings, args.images, redis_labels, redis_selector, auth)
+        config = self._config_secret(args.document, gateway_labels)
+        deployment = self._gateway(settings, args.images, gateway_labels, gateway_selector, redis_url, [config, auth])
+        self._gateway_service(selector=gateway_selector, common=gateway_labels)
+        self._disruption_budget(gateway_selector, gateway_labels, deployment)
+        if args.monitoring_crds is not None:
+            self._autoscaler(settings, gateway_labels, deployment)
+            self._service_monitor(gateway_selector, gateway_labels, args.monitoring_crds)
+        for policy, spec in gateway_network_policies(
             namespace, args.namespaces.monitoring, gateway_selector, redis_selector
         ).items():
             k8s.networking.v1.NetworkPolicy(
@@ -144,12 +171,37 @@ class GatewayStack(pulumi.ComponentResource):
     def _meta(self, name: str, common: dict[str, str]) -> dict[str, Any]:
         return {"name": name, "namespace": self.namespace, "labels": common}
 
+    def _redis_auth(self, common: dict[str, str]) -> k8s.core.v1.Secret:
+        """Redis' password: generated, kept in a Secret that only the gateway and Redis read."""
+        password = random.RandomPassword(
+            "gateway-redis-password", length=32, special=False, opts=pulumi.ResourceOptions(parent=self)
+        )
+        return k8s.core.v1.Secret(
+            "gateway-redis-auth",
+            metadata=self._meta(REDIS_AUTH_SECRET, common),
+            type="Opaque",
+            string_data={REDIS_PASSWORD_KEY: pulumi.Output.secret(password.result)},
+            opts=self._in_ns,
+        )
+
+    @staticmethod
+    def _password_env(name: str) -> dict[str, Any]:
+        ref = {"name": REDIS_AUTH_SECRET, "key": REDIS_PASSWORD_KEY}
+        return {"name": name, "valueFrom": {"secretKeyRef": ref}}
+
     def _redis(
-        self, settings: GatewaySettings, images: Images, common: dict[str, str], selector: dict[str, str]
+        self,
+        settings: GatewaySettings,
+        images: Images,
+        common: dict[str, str],
+        selector: dict[str, str],
+        auth: k8s.core.v1.Secret,
     ) -> str:
         redis = settings.redis
         max_memory = format_bytes(redis.max_memory).replace("Mi", "mb").replace("Gi", "gb")
+        # redis-cli reads the password from REDISCLI_AUTH, so it never appears in the probe's command line.
         probe = {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 10}
+        storage_class = redis.storage_class or self._args.storage_class
         k8s.apps.v1.StatefulSet(
             "gateway-redis",
             metadata=self._meta("redis", common),
@@ -160,7 +212,9 @@ class GatewayStack(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": common},
                     "spec": {
+                        **self._priority,
                         "automountServiceAccountToken": False,
+                        "enableServiceLinks": False,
                         # Any high uid works: redis only needs /data, which fsGroup makes writable.
                         "securityContext": _pod_security(10001),
                         "containers": [
@@ -169,6 +223,7 @@ class GatewayStack(pulumi.ComponentResource):
                                 "image": images.redis,
                                 # Limits must never be evicted to make room: refuse writes instead (the gateway then
                                 # falls back to its local limiter and says so in its metrics).
+                                # $(REDIS_PASSWORD) is expanded by the kubelet from the env below.
                                 "args": [
                                     "redis-server",
                                     "--appendonly",
@@ -177,7 +232,10 @@ class GatewayStack(pulumi.ComponentResource):
                                     max_memory,
                                     "--maxmemory-policy",
                                     "noeviction",
+                                    "--requirepass",
+                                    "$(REDIS_PASSWORD)",
                                 ],
+                                "env": [self._password_env("REDIS_PASSWORD"), self._password_env("REDISCLI_AUTH")],
                                 "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
                                 "resources": redis.resources.as_kubernetes(),
                                 "readinessProbe": probe,
@@ -194,12 +252,12 @@ class GatewayStack(pulumi.ComponentResource):
                         "spec": {
                             "accessModes": ["ReadWriteOnce"],
                             "resources": {"requests": {"storage": format_bytes(redis.storage)}},
-                            **({"storageClassName": redis.storage_class} if redis.storage_class else {}),
+                            **({"storageClassName": storage_class} if storage_class else {}),
                         },
                     }
                 ],
             },
-            opts=self._in_ns,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._pods_after.depends_on, auth]),
         )
         k8s.core.v1.Service(
             "gateway-redis",
@@ -211,9 +269,23 @@ class GatewayStack(pulumi.ComponentResource):
             },
             opts=self._in_ns,
         )
-        return f"redis://redis.{self.namespace}.svc.cluster.local:{REDIS_PORT}/0"
+        # The password is alphanumeric, so it needs no escaping inside the URL.
+        return f"redis://:$(REDIS_PASSWORD)@redis.{self.namespace}.svc.cluster.local:{REDIS_PORT}/0"
 
-    def _gateway(self, settings, images, common, selector, redis_url: str, config: k8s.core.v1.Secret) -> None:
+    def _config_secret(self, document: pulumi.Input[dict[str, Any]], common: dict[str, str]) -> k8s.core.v1.Secret:
+        """The gateway's document: key hashes, limits and routes per tenant, mounted and reloaded on change."""
+        return k8s.core.v1.Secret(
+            "gateway-config",
+            metadata=self._meta("gateway-config", common),
+            string_data=pulumi.Output.from_input(document).apply(
+                lambda doc: {CONFIG_FILE: json.dumps(doc, indent=1, sort_keys=True)}
+            ),
+            opts=self._in_ns,
+        )
+
+    def _gateway(
+        self, settings, images, common, selector, redis_url: str, secrets: list[k8s.core.v1.Secret]
+    ) -> k8s.apps.v1.Deployment:
         env = {
             "GATEWAY_CONFIG_FILE": f"{CONFIG_DIR}/{CONFIG_FILE}",
             "GATEWAY_REDIS_URL": redis_url,
@@ -223,7 +295,7 @@ class GatewayStack(pulumi.ComponentResource):
             "GATEWAY_HOST": "0.0.0.0",
             "GATEWAY_PORT": str(PORT),
         }
-        deployment = k8s.apps.v1.Deployment(
+        return k8s.apps.v1.Deployment(
             "gateway",
             metadata=self._meta("gateway", common),
             spec={
@@ -233,6 +305,7 @@ class GatewayStack(pulumi.ComponentResource):
                 "template": {
                     "metadata": {"labels": common},
                     "spec": {
+                        **self._priority,
                         "automountServiceAccountToken": False,
                         "securityContext": _pod_security(10001),
                         # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
@@ -252,7 +325,11 @@ class GatewayStack(pulumi.ComponentResource):
                                 "name": "gateway",
                                 "image": images.gateway,
                                 "ports": [{"name": "http", "containerPort": PORT}],
-                                "env": [{"name": key, "value": value} for key, value in env.items()],
+                                # REDIS_PASSWORD first: GATEWAY_REDIS_URL refers to it as $(REDIS_PASSWORD).
+                                "env": [
+                                    self._password_env("REDIS_PASSWORD"),
+                                    *({"name": key, "value": value} for key, value in env.items()),
+                                ],
                                 "resources": settings.resources.as_kubernetes(),
                                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
@@ -266,9 +343,12 @@ class GatewayStack(pulumi.ComponentResource):
                     },
                 },
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[config], ignore_changes=["spec.replicas"]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*self._pods_after.depends_on, *secrets], ignore_changes=["spec.replicas"]
+            ),
         )
-        after = pulumi.ResourceOptions(parent=self, depends_on=[deployment])
+
+    def _gateway_service(self, *, selector: dict[str, str], common: dict[str, str]) -> None:
         k8s.core.v1.Service(
             "gateway",
             metadata=self._meta("gateway", common),
@@ -279,12 +359,17 @@ class GatewayStack(pulumi.ComponentResource):
             },
             opts=self._in_ns,
         )
+
+    def _disruption_budget(self, selector, common, deployment: k8s.apps.v1.Deployment) -> None:
         k8s.policy.v1.PodDisruptionBudget(
             "gateway",
             metadata=self._meta("gateway", common),
             spec={"minAvailable": 1, "selector": {"matchLabels": selector}},
-            opts=after,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
+
+    def _autoscaler(self, settings: GatewaySettings, common, deployment: k8s.apps.v1.Deployment) -> None:
+        """Scales on requests in flight per replica, served by prometheus-adapter from the gateway's own gauge."""
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "gateway",
             metadata=self._meta("gateway", common),
@@ -294,16 +379,21 @@ class GatewayStack(pulumi.ComponentResource):
                 "maxReplicas": settings.max_replicas,
                 "metrics": [
                     {
-                        "type": "Resource",
-                        "resource": {
-                            "name": "cpu",
-                            "target": {"type": "Utilization", "averageUtilization": settings.target_cpu_utilization},
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": GATEWAY_INFLIGHT_METRIC},
+                            "target": {
+                                "type": "AverageValue",
+                                "averageValue": str(settings.target_inflight_per_replica),
+                            },
                         },
                     }
                 ],
             },
-            opts=after,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
+
+    def _service_monitor(self, selector, common, crds: pulumi.Resource) -> None:
         k8s.apiextensions.CustomResource(
             "gateway-monitor",
             api_version="monitoring.coreos.com/v1",
@@ -313,8 +403,23 @@ class GatewayStack(pulumi.ComponentResource):
                 "selector": {"matchLabels": selector},
                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
             },
-            opts=self._in_ns,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._in_ns.depends_on, crds]),
         )
+
+    def _gateway_api_crds(self) -> list[pulumi.Resource]:
+        """The standard-channel Gateway API CRDs, for clusters whose controller does not install them."""
+        crds = []
+        for kind in GATEWAY_API_KINDS:
+            crd = yaml.safe_load((GATEWAY_API_CRDS / f"gateway.networking.k8s.io_{kind}.yaml").read_text())
+            crds.append(
+                k8s.apiextensions.v1.CustomResourceDefinition(
+                    f"gateway-api-{kind}",
+                    metadata=crd["metadata"],
+                    spec=crd["spec"],
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
+            )
+        return crds
 
     def _expose(self, settings: GatewaySettings, common: dict[str, str]) -> None:
         backend = {"name": "gateway", "port": 80}
@@ -328,6 +433,7 @@ class GatewayStack(pulumi.ComponentResource):
             }
             if parent.section_name:
                 ref["sectionName"] = parent.section_name
+            crds = self._gateway_api_crds() if settings.gateway_api.install_crds else []
             k8s.apiextensions.CustomResource(
                 "gateway-route",
                 api_version="gateway.networking.k8s.io/v1",
@@ -340,12 +446,15 @@ class GatewayStack(pulumi.ComponentResource):
                         {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"}}], "backendRefs": [backend]}
                     ],
                 },
-                opts=self._in_ns,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._in_ns.depends_on, *crds]),
             )
         elif settings.exposure == "ingress":
+            metadata = self._meta("gateway", common)
+            if not settings.await_ingress:
+                metadata["annotations"] = {SKIP_AWAIT: "true"}
             k8s.networking.v1.Ingress(
                 "gateway-ingress",
-                metadata=self._meta("gateway", common),
+                metadata=metadata,
                 spec={
                     "ingressClassName": settings.ingress_class_name,
                     "rules": [

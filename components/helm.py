@@ -29,7 +29,13 @@ DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-e
 
 
 def release(
-    name: str, chart: Chart, values: dict[str, Any], namespace: str, opts: pulumi.ResourceOptions
+    name: str,
+    chart: Chart,
+    values: dict[str, Any],
+    namespace: str,
+    opts: pulumi.ResourceOptions,
+    *,
+    timeout_seconds: int | None = None,
 ) -> k8s.helm.v3.Release:
     """A Helm release named exactly `name` (no random suffix: other objects address its Services)."""
     return k8s.helm.v3.Release(
@@ -40,6 +46,7 @@ def release(
         namespace=namespace,
         create_namespace=True,
         values=values,
+        **({"timeout": timeout_seconds} if timeout_seconds else {}),
         **({"repository_opts": {"repo": chart.repo}} if chart.repo else {}),
         opts=opts,
     )

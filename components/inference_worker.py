@@ -9,7 +9,7 @@ model-cache PVC and internet egress for downloading weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -17,8 +17,9 @@ import pulumi_kubernetes as k8s
 
 from components import labels
 from components.metrics_catalog import QUEUE_DEPTH_METRIC
-from components.worker_engines import PORT, container_args, default_resources
+from components.worker_engines import container_args, default_resources, engine_env, port, ready_timeout
 from infra.config import Images
+from infra.config.engines import engine
 from infra.config.workers import Worker
 from infra.quantity import format_bytes, format_cpu
 
@@ -36,6 +37,13 @@ class InferenceWorkerArgs:
     node_selector: dict[str, str]
     toleration: dict[str, str]
     priority_class_name: str
+    # What the pods need before they can start: their PriorityClass (admission refuses a pod naming one
+    # that does not exist yet), the GPU pool (device plugin, node group) for GPU workers, the HF token Secret.
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # What installs the ServiceMonitor CRD; None renders no monitor (monitoring disabled).
+    monitoring_crds: pulumi.Resource | None = None
+    # The platform's default StorageClass, for the model cache when it names none itself.
+    storage_class: str | None = None
 
 
 def hpa_behavior(worker: Worker) -> dict[str, Any]:
@@ -74,6 +82,7 @@ def resources(worker: Worker) -> dict[str, dict[str, str]]:
 def pod_spec(args: InferenceWorkerArgs, selector: dict[str, str], pvc_name: str | None) -> dict[str, Any]:
     worker = args.worker
     env = [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HOME", "value": "/models/hf"}]
+    env += [{"name": name, "value": value} for name, value in engine_env(worker.engine).items()]
     if worker.hf_token_secret:
         env.append(
             {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": worker.hf_token_secret, "key": "HF_TOKEN"}}}
@@ -81,10 +90,10 @@ def pod_spec(args: InferenceWorkerArgs, selector: dict[str, str], pvc_name: str 
     probe = {"httpGet": {"path": "/health", "port": "http"}}
     container = {
         "name": "engine",
-        "image": worker.image or getattr(args.images, "mock_worker" if worker.engine == "mock" else worker.engine),
+        "image": worker.image or getattr(args.images, engine(worker.engine).image_setting),
         "imagePullPolicy": "IfNotPresent",
         **container_args(worker),
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": port(worker.engine), "protocol": "TCP"}],
         "env": env,
         "resources": resources(worker),
         # Weights can take minutes to load: the startup probe allows 10 minutes before liveness applies.
@@ -155,75 +164,115 @@ class InferenceWorker(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: InferenceWorkerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("platform:worker:InferenceWorker", name, None, opts)
-        worker, namespace = args.worker, args.namespace
-        child = pulumi.ResourceOptions(parent=self)
-        instance = f"{args.tenant}-{worker.name}"
-        selector = {"app.kubernetes.io/name": worker.name, "app.kubernetes.io/instance": instance}
-        common = {
+        worker = args.worker
+        self._args = args
+        self._instance = instance = f"{args.tenant}-{worker.name}"
+        self._selector = {"app.kubernetes.io/name": worker.name, "app.kubernetes.io/instance": instance}
+        self._labels = {
             **labels.recommended(worker.name, "inference-worker", instance=instance),
             labels.TENANT: args.tenant,
             "platform.io/engine": worker.engine,
         }
+        pvc = self._model_cache() if worker.cache else None
+        deployment = self._deployment(pvc)
+        self._service()
+        self._disruption_budget()
+        self._autoscaler(deployment)
+        if args.monitoring_crds is not None:
+            self._service_monitor(args.monitoring_crds)
+        if (
+            worker.allow_internet_egress
+            if worker.allow_internet_egress is not None
+            else engine(worker.engine).needs_egress
+        ):
+            self._internet_egress()
 
-        def meta(name: str, **extra: Any) -> dict[str, Any]:
-            return {"name": name, "namespace": namespace, "labels": common, **extra}
+        self.service_name = worker.name
+        self.upstream_url = f"http://{worker.name}.{args.namespace}.svc.cluster.local:{port(worker.engine)}"
+        self.served_model_name = worker.served_name
+        self.engine = worker.engine
+        self.register_outputs({"upstreamUrl": self.upstream_url, "servedModelName": self.served_model_name})
 
-        pvc_name = None
-        if worker.cache:
-            pvc_name = f"{worker.name}-model-cache"
-            k8s.core.v1.PersistentVolumeClaim(
-                f"{instance}-cache",
-                metadata=meta(pvc_name),
-                spec={
-                    "accessModes": ["ReadWriteOnce"],
-                    "resources": {"requests": {"storage": format_bytes(worker.cache.size)}},
-                    **({"storageClassName": worker.cache.storage_class} if worker.cache.storage_class else {}),
-                },
-                opts=child,
-            )
+    def _meta(self, name: str) -> dict[str, Any]:
+        return {"name": name, "namespace": self._args.namespace, "labels": self._labels}
 
-        deployment = k8s.apps.v1.Deployment(
-            instance,
-            metadata=meta(worker.name),
+    def _model_cache(self) -> k8s.core.v1.PersistentVolumeClaim:
+        cache = self._args.worker.cache
+        storage_class = cache.storage_class or self._args.storage_class
+        # A claim of a WaitForFirstConsumer class binds only once its pod is scheduled: waiting for it to bind
+        # before the Deployment exists would never end.
+        metadata = {
+            **self._meta(f"{self._args.worker.name}-model-cache"),
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        }
+        return k8s.core.v1.PersistentVolumeClaim(
+            f"{self._instance}-cache",
+            metadata=metadata,
+            spec={
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": format_bytes(cache.size)}},
+                **({"storageClassName": storage_class} if storage_class else {}),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._args.depends_on),
+        )
+
+    def _deployment(self, pvc: k8s.core.v1.PersistentVolumeClaim | None) -> k8s.apps.v1.Deployment:
+        args, worker = self._args, self._args.worker
+        timeout = ready_timeout(worker.engine)
+        return k8s.apps.v1.Deployment(
+            self._instance,
+            metadata=self._meta(worker.name),
             spec={
                 "replicas": worker.autoscaling.min_replicas,
                 "revisionHistoryLimit": 3,
-                "selector": {"matchLabels": selector},
+                "selector": {"matchLabels": self._selector},
                 "strategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxSurge": 0 if worker.gpus else 1, "maxUnavailable": 1},
                 },
                 "template": {
                     "metadata": {
-                        "labels": common,
+                        "labels": self._labels,
                         "annotations": {"kubectl.kubernetes.io/default-container": "engine"},
                     },
-                    "spec": pod_spec(args, selector, pvc_name),
+                    "spec": pod_spec(args, self._selector, f"{worker.name}-model-cache" if pvc else None),
                 },
             },
             # The HPA owns the replica count after the first deployment.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["spec.replicas"]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*args.depends_on, *([pvc] if pvc else [])],  # the claim is created, not bound, first
+                ignore_changes=["spec.replicas"],
+                custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
+            ),
         )
+
+    def _service(self) -> None:
         k8s.core.v1.Service(
-            f"{instance}-svc",
-            metadata=meta(worker.name),
+            f"{self._instance}-svc",
+            metadata=self._meta(self._args.worker.name),
             spec={
                 "type": "ClusterIP",
-                "selector": selector,
-                "ports": [{"name": "http", "port": PORT, "targetPort": "http"}],
+                "selector": self._selector,
+                "ports": [{"name": "http", "port": port(self._args.worker.engine), "targetPort": "http"}],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _disruption_budget(self) -> None:
         k8s.policy.v1.PodDisruptionBudget(
-            f"{instance}-pdb",
-            metadata=meta(worker.name),
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": selector}},
-            opts=child,
+            f"{self._instance}-pdb",
+            metadata=self._meta(self._args.worker.name),
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": self._selector}},
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    def _autoscaler(self, deployment: k8s.apps.v1.Deployment) -> None:
+        worker = self._args.worker
         scaling = worker.autoscaling
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{instance}-hpa",
-            metadata=meta(worker.name),
+            f"{self._instance}-hpa",
+            metadata=self._meta(worker.name),
             spec={
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker.name},
                 "minReplicas": scaling.min_replicas,
@@ -241,40 +290,40 @@ class InferenceWorker(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
+
+    def _service_monitor(self, crds: pulumi.Resource) -> None:
+        worker = self._args.worker
         k8s.apiextensions.CustomResource(
-            f"{instance}-monitor",
+            f"{self._instance}-monitor",
             api_version="monitoring.coreos.com/v1",
             kind="ServiceMonitor",
-            metadata=meta(worker.name),
+            metadata=self._meta(worker.name),
             spec={
-                "selector": {"matchLabels": selector},
-                "namespaceSelector": {"matchNames": [namespace]},
+                "selector": {"matchLabels": self._selector},
+                "namespaceSelector": {"matchNames": [self._args.namespace]},
                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
             },
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[crds]),
         )
-        if worker.allow_internet_egress if worker.allow_internet_egress is not None else worker.engine != "mock":
-            k8s.networking.v1.NetworkPolicy(
-                f"{instance}-egress",
-                metadata=meta(f"{worker.name}-internet-egress"),
-                spec={
-                    "podSelector": {"matchLabels": selector},
-                    "policyTypes": ["Egress"],
-                    "egress": [
-                        {
-                            "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
-                            "ports": [{"protocol": "TCP", "port": 443}],
-                        }
-                    ],
-                },
-                opts=child,
-            )
 
-        self.service_name = worker.name
-        self.upstream_url = f"http://{worker.name}.{namespace}.svc.cluster.local:{PORT}"
-        self.served_model_name = worker.served_name
-        self.engine = worker.engine
-        self.register_outputs({"upstreamUrl": self.upstream_url, "servedModelName": self.served_model_name})
+    def _internet_egress(self) -> None:
+        """HTTPS to public addresses only, for downloading weights; never to the cluster's private ranges."""
+        worker = self._args.worker
+        k8s.networking.v1.NetworkPolicy(
+            f"{self._instance}-egress",
+            metadata=self._meta(f"{worker.name}-internet-egress"),
+            spec={
+                "podSelector": {"matchLabels": self._selector},
+                "policyTypes": ["Egress"],
+                "egress": [
+                    {
+                        "to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                        "ports": [{"protocol": "TCP", "port": 443}],
+                    }
+                ],
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
 
 def _quantity(value: float) -> str:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra.config.engines import ENGINES
+
 # Per-pod custom metric the workers' HPAs scale on; prometheus-adapter derives it from the engines' queues.
 QUEUE_DEPTH_METRIC = "inference_queue_depth"
-ENGINE_QUEUE_SERIES = ("vllm:num_requests_waiting", "sglang:num_queue_reqs")
-GATEWAY_QUEUE_METRIC = "gateway_tenant_queue_depth"
+# From the engine table: every engine's waiting-queue gauge, and every engine metric rules may use.
+ENGINE_QUEUE_SERIES = tuple(sorted({e.queue_metric for e in ENGINES.values()}, reverse=True))
+# Per-pod custom metric the gateway's own HPA scales on: requests in flight in one gateway replica. There
+# is no metrics-server here to scale on CPU, and in-flight requests are what a replica is short of first.
+GATEWAY_INFLIGHT_METRIC = "gateway_inflight_requests"
+GATEWAY_INFLIGHT_SERIES = "gateway_tenant_inflight"
 
 GATEWAY_METRICS = (
     "gateway_requests_total",
@@ -17,16 +23,7 @@ GATEWAY_METRICS = (
     "gateway_rate_limited_total",
     "gateway_tokens_total",
 )
-ENGINE_METRICS = (
-    "vllm:num_requests_waiting",
-    "vllm:num_requests_running",
-    "vllm:time_to_first_token_seconds",
-    "vllm:e2e_request_latency_seconds",
-    "vllm:prompt_tokens_total",
-    "vllm:generation_tokens_total",
-    "sglang:num_queue_reqs",
-    "sglang:num_running_reqs",
-)
+ENGINE_METRICS = tuple(dict.fromkeys(name for e in ENGINES.values() for name in e.metrics))
 GPU_METRICS = ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE")
 
 
@@ -35,27 +32,30 @@ def _series_selector(names: tuple[str, ...], extra: str) -> str:
 
 
 def adapter_rules() -> dict[str, list[dict[str, Any]]]:
-    """prometheus-adapter `rules.custom` and `rules.external`."""
+    """prometheus-adapter `rules.custom`: per-pod metrics the HPAs of the workers and the gateway read.
+
+    No external metrics: an external metric is namespaced to the HPA reading it, so a gateway-wide series
+    could only ever serve HPAs in the gateway's own namespace.
+    """
     engines = _series_selector(ENGINE_QUEUE_SERIES, 'namespace!="",pod!=""')
+    pods = {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}}
     return {
         "custom": [
             {
                 # vLLM and SGLang name their queue differently; HPAs see one per-pod metric.
                 "seriesQuery": engines,
-                "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+                "resources": pods,
                 "name": {"matches": "^(" + "|".join(ENGINE_QUEUE_SERIES) + ")$", "as": QUEUE_DEPTH_METRIC},
                 "metricsQuery": "sum by (<<.GroupBy>>) ("
                 + _series_selector(ENGINE_QUEUE_SERIES, "<<.LabelMatchers>>")
                 + ")",
-            }
-        ],
-        "external": [
+            },
             {
-                "seriesQuery": f'{GATEWAY_QUEUE_METRIC}{{tenant!=""}}',
-                "resources": {"overrides": {"namespace": {"resource": "namespace"}}},
-                "name": {"matches": f"^{GATEWAY_QUEUE_METRIC}$", "as": GATEWAY_QUEUE_METRIC},
-                "metricsQuery": f"sum by (tenant) ({GATEWAY_QUEUE_METRIC}{{<<.LabelMatchers>>}})",
-            }
+                "seriesQuery": f'{GATEWAY_INFLIGHT_SERIES}{{namespace!="",pod!=""}}',
+                "resources": pods,
+                "name": {"matches": f"^{GATEWAY_INFLIGHT_SERIES}$", "as": GATEWAY_INFLIGHT_METRIC},
+                "metricsQuery": f"sum by (<<.GroupBy>>) ({GATEWAY_INFLIGHT_SERIES}{{<<.LabelMatchers>>}})",
+            },
         ],
     }
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from components import billing
 from components.metrics_catalog import ENGINE_QUEUE_SERIES, tenant_info_group
 from infra.config import Pricing, Thresholds
 
-TENANT_JOIN = "* on(namespace) group_left(tenant) platform:namespace_tenant:info"
+TENANT_JOIN = billing.TENANT_JOIN
 RUNBOOKS = "https://github.com/gpu-platform/gpu-platform/blob/main/components/monitoring-runbooks.md"
 
 
@@ -93,39 +94,17 @@ def gateway_group() -> dict[str, Any]:
 
 
 def chargeback_group(pricing: Pricing, tier_of: dict[str, str]) -> dict[str, Any]:
-    """Per-tenant prices as constant series, then cost per hour from allocation and token rates."""
+    """Per-tenant prices as constant series, then what the trailing hour cost, from the billing integrals."""
     rules = []
     for tenant, tier in sorted(tier_of.items()):
-        multiplier = pricing.tier_multipliers.get(tier, 1.0)
-        rules.append(
-            _record("platform:tenant_gpu_hour_price:value", f"vector({pricing.gpu_hour * multiplier:g})", tenant=tenant)
-        )
-        for kind, per_million in (
-            ("prompt", pricing.per_million_prompt_tokens),
-            ("completion", pricing.per_million_completion_tokens),
-        ):
-            rules.append(
-                _record(
-                    "platform:tenant_token_price:value",
-                    f"vector({per_million * multiplier / 1e6:.12g})",
-                    tenant=tenant,
-                    kind=kind,
-                )
-            )
+        price = billing.prices(pricing, tier)
+        rules.append(_record(billing.GPU_HOUR_PRICE, f"vector({price.gpu_hour:.12g})", tenant=tenant))
+        for kind in ("prompt", "completion"):
+            rules.append(_record(billing.TOKEN_PRICE, f"vector({price.token(kind):.12g})", tenant=tenant, kind=kind))
     rules += [
-        _record(
-            "tenant:gpu_cost_per_hour:sum", "tenant:gpu_allocated:sum * on(tenant) platform:tenant_gpu_hour_price:value"
-        ),
-        _record(
-            "tenant:token_cost_per_hour:sum",
-            "sum by (tenant) (tenant:gateway_tokens:rate5m * 3600 * on(tenant, kind) group_left platform:tenant_token_price:value)",
-        ),
-        _record(
-            "tenant:cost_per_hour:sum",
-            # Either part may be missing for a tenant (no GPUs, or no traffic yet).
-            "sum by (tenant) (tenant:gpu_cost_per_hour:sum) + sum by (tenant) (tenant:token_cost_per_hour:sum)"
-            " or sum by (tenant) (tenant:gpu_cost_per_hour:sum) or sum by (tenant) (tenant:token_cost_per_hour:sum)",
-        ),
+        _record("tenant:gpu_cost_per_hour:sum", billing.gpu_cost("1h")),
+        _record("tenant:token_cost_per_hour:sum", billing.token_cost("1h")),
+        _record("tenant:cost_per_hour:sum", billing.cost("1h")),
     ]
     return {"name": "platform-chargeback", "rules": rules}
 
@@ -204,14 +183,23 @@ def alerts_group(thresholds: Thresholds, gateway_namespace: str) -> dict[str, An
 
 
 def rule_groups(
-    tenant_of: dict[str, str], tier_of: dict[str, str], thresholds: Thresholds, pricing: Pricing, gateway_namespace: str
+    tenant_of: dict[str, str],
+    tier_of: dict[str, str],
+    thresholds: Thresholds,
+    pricing: Pricing,
+    gateway_namespace: str,
+    cost_center_of: dict[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Everything MonitoringStack deploys as the `gpu-platform` PrometheusRule."""
+    cost_centers = cost_center_of or {}
     return [
         tenant_info_group(tenant_of),
         gpu_group(),
         inference_group(),
         gateway_group(),
+        billing.billing_group(
+            gateway_namespace, {tenant: (tier, cost_centers.get(tenant, "")) for tenant, tier in tier_of.items()}
+        ),
         chargeback_group(pricing, tier_of),
         alerts_group(thresholds, gateway_namespace),
     ]

@@ -24,6 +24,11 @@ from infra.config import GpuPoolSettings, PlatformSettings, Tier
 from infra.quantity import format_bytes, format_cpu
 
 CAPACITY_CONFIGMAP = "platform-capacity"
+# The platform's own pods (gateway, Redis, Prometheus, the metrics adapter) outrank every tenant tier, so a
+# gold worker that preempts to fit never evicts what every tenant depends on. The highest value Kubernetes
+# allows outside its own system-* classes; tier priorities must stay below it.
+PLATFORM_CRITICAL = "platform-critical"
+PLATFORM_CRITICAL_VALUE = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ def role_name(role: str) -> str:
 class PlatformCore(pulumi.ComponentResource):
     system_namespace: str
     priority_classes: dict[str, str]
+    # PriorityClass resources by class name, for pods that must wait for theirs (tiers and platform-critical).
+    priority_class_resources: dict[str, pulumi.Resource]
     role_names: dict[str, str]
 
     def __init__(self, name: str, args: PlatformCoreArgs, opts: pulumi.ResourceOptions | None = None):
@@ -82,9 +89,20 @@ class PlatformCore(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
         )
         self.priority_classes = {}
+        self.priority_class_resources = {
+            PLATFORM_CRITICAL: k8s.scheduling.v1.PriorityClass(
+                PLATFORM_CRITICAL,
+                metadata={"name": PLATFORM_CRITICAL, "labels": labels.recommended("platform", "scheduling")},
+                value=PLATFORM_CRITICAL_VALUE,
+                global_default=False,
+                preemption_policy="PreemptLowerPriority",
+                description="The platform's shared services: gateway, Redis, Prometheus, metrics adapter",
+                opts=child,
+            )
+        }
         for tier_name, tier in sorted(args.tiers.items()):
             class_name = priority_class_name(tier_name)
-            k8s.scheduling.v1.PriorityClass(
+            self.priority_class_resources[class_name] = k8s.scheduling.v1.PriorityClass(
                 class_name,
                 metadata={
                     "name": class_name,

@@ -16,13 +16,15 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from components import labels
-from components.tenant_network import network_policies
+from components.tenant_network import tenant_network_policies
 from components.tenant_rbac import ROLES, subjects
 from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
 
 API_KEY_SECRET = "tenant-api-keys"
 QUOTA_NAME = "tenant-quota"
+PRIORITY_QUOTA_NAME = "tenant-priority-classes"
+HF_TOKEN_KEY = "HF_TOKEN"
 LIMIT_RANGE_NAME = "tenant-limits"
 API_KEY_PREFIX = "sk-"
 API_KEY_LENGTH = 40
@@ -40,6 +42,11 @@ class TenantStackArgs:
     priority_class_name: str
     platform_namespaces: PlatformNamespaces
     role_names: dict[str, str]  # tenant role -> ClusterRole name, from PlatformCore
+    # PriorityClasses this tenant's pods may not use: the system ones, the platform's, other tiers'.
+    forbidden_priority_classes: tuple[str, ...] = ()
+    # The Hugging Face token (a Pulumi secret) and, per namespace, the Secret names workers read it from.
+    hf_token: pulumi.Input[str] | None = None
+    hf_token_secrets: dict[str, tuple[str, ...]] | None = None
 
 
 def hash_api_key(key: str) -> str:
@@ -85,9 +92,25 @@ def limit_range_limits(quota: Quota) -> list[dict]:
     ]
 
 
+def priority_quota(forbidden: tuple[str, ...]) -> dict:
+    """A quota of zero pods for every PriorityClass but the tenant's own tier's.
+
+    Priority admission lets any pod name any PriorityClass; this quota is how Kubernetes scopes them to
+    namespaces, so a tenant cannot outrank the platform's services or a higher tier by naming their class.
+    """
+    return {
+        "hard": {"pods": "0"},
+        "scopeSelector": {
+            "matchExpressions": [{"scopeName": "PriorityClass", "operator": "In", "values": sorted(forbidden)}]
+        },
+    }
+
+
 class TenantStack(pulumi.ComponentResource):
     tenant: Tenant
     namespaces: list[str]
+    # (namespace, Secret name) -> the Secret holding the Hugging Face token there.
+    hf_secrets: dict[tuple[str, str], pulumi.Resource]
     api_keys: pulumi.Output[dict[str, str]]
     api_key_hashes: pulumi.Output[dict[str, str]]
 
@@ -98,11 +121,16 @@ class TenantStack(pulumi.ComponentResource):
         self._child = pulumi.ResourceOptions(parent=self)
 
         self.namespaces = []
+        self.hf_secrets = {}
         namespace_resources: dict[str, k8s.core.v1.Namespace] = {}
         for environment in tenant.environments:
             namespace = tenant.namespace(environment)
             namespace_resources[namespace] = self._environment(namespace, environment, args)
             self.namespaces.append(namespace)
+            for secret_name in (args.hf_token_secrets or {}).get(namespace, ()):
+                self.hf_secrets[(namespace, secret_name)] = self._hf_token(
+                    namespace_resources[namespace], namespace, secret_name, args.hf_token
+                )
 
         self.api_keys, self.api_key_hashes = self._api_keys(namespace_resources[tenant.primary_namespace])
         self.register_outputs(
@@ -145,6 +173,13 @@ class TenantStack(pulumi.ComponentResource):
             spec={"hard": quota_hard(args.quota)},
             opts=in_ns,
         )
+        if args.forbidden_priority_classes:
+            k8s.core.v1.ResourceQuota(
+                f"{namespace}-priority",
+                metadata=meta(PRIORITY_QUOTA_NAME),
+                spec=priority_quota(args.forbidden_priority_classes),
+                opts=in_ns,
+            )
         k8s.core.v1.LimitRange(
             f"{namespace}-limits",
             metadata=meta(LIMIT_RANGE_NAME),
@@ -166,7 +201,7 @@ class TenantStack(pulumi.ComponentResource):
                     subjects=members,
                     opts=in_ns,
                 )
-        for policy_name, spec in network_policies(
+        for policy_name, spec in tenant_network_policies(
             gateway_namespace=args.platform_namespaces.gateway,
             monitoring_namespace=args.platform_namespaces.monitoring,
         ).items():
@@ -174,6 +209,27 @@ class TenantStack(pulumi.ComponentResource):
                 f"{namespace}-{policy_name}", metadata=meta(policy_name), spec=spec, opts=in_ns
             )
         return ns
+
+    # -- secrets workers read ---------------------------------------------------------------
+
+    def _hf_token(
+        self, namespace: k8s.core.v1.Namespace, namespace_name: str, name: str, token: pulumi.Input[str]
+    ) -> pulumi.Resource:
+        """The Hugging Face token for gated models, created with the namespace so workers never wait for it."""
+        return k8s.core.v1.Secret(
+            f"{namespace_name}-{name}",
+            metadata={
+                "name": name,
+                "namespace": namespace_name,
+                "labels": {
+                    **labels.recommended("tenant", "model-access", instance=self.tenant.name),
+                    labels.TENANT: self.tenant.name,
+                },
+            },
+            type="Opaque",
+            string_data={HF_TOKEN_KEY: pulumi.Output.secret(token)},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+        )
 
     # -- API keys ---------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from components.labels import namespace_selector
 DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
 
 
-def network_policies(*, gateway_namespace: str, monitoring_namespace: str) -> dict[str, dict]:
+def tenant_network_policies(*, gateway_namespace: str, monitoring_namespace: str) -> dict[str, dict]:
     """NetworkPolicy specs by name, for one tenant namespace.
 
     One deny-all policy, and one policy holding every allowed path: fewer objects per namespace

@@ -1,70 +1,31 @@
-"""Command lines and default sizes of the inference engines InferenceWorker runs."""
+"""An InferenceWorker's container as its engine entry (infra/config/engines.py) describes it."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
 
+from infra.config.engines import engine
 from infra.config.workers import Worker
 from infra.quantity import parse_quantity
 
-PORT = 8000  # vLLM's default; every engine is told to listen here
 
-_DEFAULTS = {
-    # The mock is a small CPU process; real engines need host memory for weights and the KV-cache swap.
-    "mock": {"cpu": "250m", "cpu_limit": "500m", "memory": "256Mi", "memory_limit": "512Mi"},
-    "vllm": {"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
-    "sglang": {"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
-}
+def default_resources(name: str) -> dict[str, Decimal]:
+    return {key: parse_quantity(value) for key, value in engine(name).resources.items()}
 
 
-def default_resources(engine: str) -> dict[str, Decimal]:
-    return {key: parse_quantity(value) for key, value in _DEFAULTS[engine].items()}
+def engine_env(name: str) -> dict[str, str]:
+    return dict(engine(name).env)
+
+
+def ready_timeout(name: str) -> str:
+    return engine(name).ready_timeout
+
+
+def port(name: str) -> int:
+    return engine(name).port
 
 
 def container_args(worker: Worker) -> dict[str, Any]:
     """`command`/`args` of the engine container."""
-    if worker.engine == "mock":
-        args = ["--host", "0.0.0.0", "--port", str(PORT), "--model", worker.served_name]
-        return {"args": args + worker.extra_args}
-    if worker.engine == "vllm":
-        # The image's entrypoint is the OpenAI-compatible server.
-        args = [
-            "--model",
-            worker.model,
-            "--served-model-name",
-            worker.served_name,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(PORT),
-            "--tensor-parallel-size",
-            str(worker.tensor_parallel_size),
-            "--gpu-memory-utilization",
-            str(worker.gpu_memory_utilization),
-            "--download-dir",
-            "/models",
-        ]
-        if worker.max_model_len:
-            args += ["--max-model-len", str(worker.max_model_len)]
-        return {"args": args + worker.extra_args}
-    if worker.engine == "sglang":
-        args = [
-            "--model-path",
-            worker.model,
-            "--served-model-name",
-            worker.served_name,
-            "--host",
-            "0.0.0.0",
-            "--port",
-            str(PORT),
-            "--tp-size",
-            str(worker.tensor_parallel_size),
-            "--mem-fraction-static",
-            str(worker.gpu_memory_utilization),
-            "--enable-metrics",
-        ]
-        if worker.max_model_len:
-            args += ["--context-length", str(worker.max_model_len)]
-        return {"command": ["python3", "-m", "sglang.launch_server"], "args": args + worker.extra_args}
-    raise ValueError(f"unknown engine {worker.engine!r}")
+    return engine(worker.engine).container(worker, engine(worker.engine).port)

@@ -20,7 +20,7 @@ StackFileOption = typer.Option(None, "--stack-file", help="Preview a stack file 
 
 @app.callback()
 def _root() -> None:
-    """Offline tools for the GPU inference platform: preview, policy checks, chargeback, preflight."""
+    """Offline tools for the GPU inference platform: preview, policy checks, chargeback, usage, tenants, preflight."""
 
 
 def _config_error(exc: ConfigError) -> typer.Exit:
@@ -91,24 +91,219 @@ def policy_check(stack: str = StackOption, stack_file: Path | None = StackFileOp
 @app.command()
 def chargeback(
     prometheus: str = typer.Option(..., "--prometheus", help="Prometheus base URL, e.g. http://localhost:9090"),
-    since: str = typer.Option("30d", "--since", help="Window: 90m, 12h, 30d, 4w"),
+    since: str | None = typer.Option(
+        None, "--since", help="Window length: 90m, 12h, 30d, 4w (default 30d; at most 31d)."
+    ),
+    end: str | None = typer.Option(None, "--end", help="Window end, ISO 8601 (default: now, to the minute)."),
+    month: str | None = typer.Option(
+        None, "--month", help="A calendar month in UTC, YYYY-MM (instead of --since/--end)."
+    ),
+    by: str = typer.Option("tenant", "--by", help="tenant or cost-center"),
     fmt: str = typer.Option("table", "--format", help="table, csv or json"),
     stack: str = typer.Option("kind", "--stack", "-s", help="Stack whose price table and tiers apply."),
     stack_file: Path | None = StackFileOption,
 ) -> None:
-    """Per-tenant GPU-hours, tokens and cost over a window, priced from the stack's monitoring.pricing."""
-    from infra.chargeback import ChargebackError, collect, render
+    """Per-tenant (or per-cost-center) GPU-hours, tokens and cost over a window, priced from the stack."""
+    from infra.chargeback import ChargebackError, check_retention, collect, render, resolve_window
     from infra.preview.runner import load
+    from infra.prometheus_api import PrometheusAPI, PrometheusError
 
     with _bad_input_is_exit_2(stack, stack_file):
         _, _, config = load(stack, stack_file)
     pricing = config.monitoring.pricing
+    tenants = {t.name: (t.tier, t.cost_center or t.name) for t in config.tenants}
     try:
-        rows = collect(prometheus, since, pricing, {t.name: t.tier for t in config.tenants})
-        typer.echo(render(rows, fmt, pricing.currency))
+        window = resolve_window(since, end, month)
+        render([], fmt, pricing.currency, window, by)  # bad --format/--by fail before Prometheus is asked
+        with PrometheusAPI(prometheus) as api:
+            check_retention(api, window, config.monitoring.retention)
+            rows = collect(api, window, pricing, tenants)
+        typer.echo(render(rows, fmt, pricing.currency, window, by))
     except ChargebackError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if "--" in str(exc) else 1) from None
+        raise typer.Exit(2 if exc.usage else 1) from None
+    except PrometheusError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@app.command()
+def usage(
+    tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant."),
+    prometheus: str | None = typer.Option(
+        None, "--prometheus", help="Prometheus base URL (kube-state-metrics, DCGM, tokens)."
+    ),
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="Read ResourceQuota status from the API server instead."
+    ),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: its current-context)."),
+    since: str = typer.Option("1h", "--since", help="Window for the tokens column (Prometheus only)."),
+    at: str | None = typer.Option(None, "--at", help="As of this time, ISO 8601 (Prometheus only; default now)."),
+    as_json: bool = typer.Option(False, "--json", help="JSON for scripts instead of a table."),
+    stack: str = typer.Option("kind", "--stack", "-s", help="Stack whose tenants and capacity apply."),
+    stack_file: Path | None = StackFileOption,
+) -> None:
+    """Per tenant and namespace: requests, limits, GPUs and pods in use against quota, GPU utilisation, share."""
+    from infra import usage as report
+    from infra.chargeback import ChargebackError, resolve_window, window_seconds
+    from infra.kube_client import KubeError, load_kubeconfig, quota_status, resource_quotas
+    from infra.preview.runner import load
+    from infra.prometheus_api import PrometheusAPI, PrometheusError
+
+    try:
+        _, _, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    if (prometheus is None) == (kubeconfig is None):
+        typer.echo("error: give exactly one of --prometheus URL or --kubeconfig FILE", err=True)
+        raise typer.Exit(2)
+    try:
+        window_seconds(since)
+        when = resolve_window("1m", at).end.timestamp() if at else None
+        if at and kubeconfig is not None:
+            raise ValueError("--at: the API server only knows the present; use --prometheus")
+        tenants = report.tenants_of(config, tenant)
+    except (ChargebackError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        if prometheus is not None:
+            with PrometheusAPI(prometheus) as api:
+                rows = report.from_prometheus(api, tenants, since, when)
+            source = f"prometheus {prometheus}"
+        else:
+            cluster = load_kubeconfig(kubeconfig, context)
+            namespaces = [ns for _, spaces in tenants.values() for ns in spaces]
+            quotas = {ns: quota_status(items) for ns, items in resource_quotas(cluster, namespaces).items()}
+            rows = report.from_quotas(quotas, tenants)
+            source = f"kubernetes {cluster.server}"
+    except KubeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2 if str(kubeconfig) in str(exc) else 1) from None
+    except PrometheusError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(report.as_json(rows, config, source, since) if as_json else report.as_table(rows, config))
+
+
+tenant_app = typer.Typer(no_args_is_help=True, help="Add, remove, list and show the tenants of a stack file.")
+app.add_typer(tenant_app, name="tenant")
+YesOption = typer.Option(False, "--yes", "-y", help="Write without asking.")
+
+
+def _stack_name(stack: str, stack_file: Path | None) -> str:
+    if stack_file is not None and stack_file.name.startswith("Pulumi.") and stack_file.suffix == ".yaml":
+        return stack_file.name[len("Pulumi.") : -len(".yaml")]
+    return stack
+
+
+def _apply(edit, stack: str, stack_file: Path | None, yes: bool) -> None:
+    from infra.tenant_plan import plan_lines
+
+    typer.echo(edit.diff(), nl=False)
+    for line in plan_lines(edit.config):
+        typer.echo(line)
+    if not yes and not typer.confirm(f"Write {edit.source}?", default=False):
+        typer.echo("nothing written", err=True)
+        raise typer.Exit(1)
+    edit.write()
+    typer.echo(
+        f"wrote {edit.source}; next: pulumi preview -s {_stack_name(stack, stack_file)} && pulumi up -s {_stack_name(stack, stack_file)}"
+    )
+
+
+def _edit_errors(source: str, problems: list[str]) -> typer.Exit:
+    for problem in problems:
+        typer.echo(f"error: {source}: {problem} (file not changed)", err=True)
+    return typer.Exit(2)
+
+
+@tenant_app.command("add")
+def tenant_add(
+    name: str = typer.Argument(..., help="Tenant name (a DNS label); its prod namespace has this name."),
+    tier: str = typer.Option(..., "--tier", help="gold, silver, bronze or a tier of the stack's `tiers`."),
+    cost_center: str | None = typer.Option(None, "--cost-center", help="Label for chargeback --by cost-center."),
+    environments: list[str] = typer.Option([], "--env", help="An environment (repeat; default prod)."),
+    models: list[str] = typer.Option([], "--model", help="A model the tenant may call (repeat)."),
+    api_keys: list[str] = typer.Option([], "--api-key", help="An API key id (repeat; default primary)."),
+    yes: bool = YesOption,
+    stack: str = typer.Option("kind", "--stack", "-s", help="Stack to edit (stacks/Pulumi.<stack>.yaml)."),
+    stack_file: Path | None = StackFileOption,
+) -> None:
+    """Add a tenant: shows the diff and the resulting plan, then writes the stack file."""
+    from infra import tenant_edit
+    from infra.stack_file import stack_file_path
+
+    path = stack_file or stack_file_path(stack)
+    entry = tenant_edit.tenant_entry(name, tier, cost_center, environments, models, api_keys)
+    try:
+        edit = tenant_edit.add(path, entry)
+    except ConfigError as exc:
+        raise _edit_errors(exc.source, exc.problems) from None
+    problems = tenant_edit.share_problems(edit.config)
+    if problems:
+        raise _edit_errors(edit.source, problems)
+    _apply(edit, stack, stack_file, yes)
+
+
+@tenant_app.command("remove")
+def tenant_remove(
+    name: str = typer.Argument(..., help="The tenant to remove."),
+    yes: bool = YesOption,
+    stack: str = typer.Option("kind", "--stack", "-s", help="Stack to edit (stacks/Pulumi.<stack>.yaml)."),
+    stack_file: Path | None = StackFileOption,
+) -> None:
+    """Remove a tenant: says what `pulumi up` will delete, shows the diff, then writes the stack file."""
+    from infra import tenant_edit
+    from infra.stack_file import stack_file_path
+    from infra.tenant_plan import removal_warning
+
+    path = stack_file or stack_file_path(stack)
+    try:
+        edit, tenant = tenant_edit.remove(path, name)
+    except ConfigError as exc:
+        raise _edit_errors(exc.source, exc.problems) from None
+    for line in removal_warning(tenant, _stack_name(stack, stack_file)):
+        typer.echo(line, err=True)
+    _apply(edit, stack, stack_file, yes)
+
+
+@tenant_app.command("list")
+def tenant_list(stack: str = typer.Option("kind", "--stack", "-s"), stack_file: Path | None = StackFileOption) -> None:
+    """The stack's tenants: tier, cost center, namespaces, share of the cluster, API key ids."""
+    from infra.preview.runner import load
+    from infra.tenant_plan import plan_lines
+
+    try:
+        _, _, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    for line in plan_lines(config):
+        typer.echo(line)
+
+
+@tenant_app.command("show")
+def tenant_show(
+    name: str = typer.Argument(...),
+    stack: str = typer.Option("kind", "--stack", "-s"),
+    stack_file: Path | None = StackFileOption,
+) -> None:
+    """One tenant as the program sees it: tier defaults merged, quota, gateway limits, workers, keys."""
+    from infra.preview.runner import load
+    from infra.tenant_plan import show_lines
+
+    try:
+        _, _, config = load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    tenant = next((t for t in config.tenants if t.name == name), None)
+    if tenant is None:
+        typer.echo(
+            f"error: tenants: no tenant named {name!r} (tenants: {', '.join(t.name for t in config.tenants)})", err=True
+        )
+        raise typer.Exit(2)
+    for line in show_lines(config, tenant):
+        typer.echo(line)
 
 
 @app.command()
@@ -116,8 +311,12 @@ def preflight(
     stack: str = StackOption,
     stack_file: Path | None = StackFileOption,
     region: str | None = typer.Option(None, "--region", help="AWS region (default: the stack's aws:region)."),
+    kubeconfig: Path | None = typer.Option(
+        None, "--kubeconfig", help="Check the cluster instead: nodes, StorageClass, Gateway API CRDs, IngressClass."
+    ),
+    context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: its current-context)."),
 ) -> None:
-    """Check with AWS that the stack's EKS GPU instance type exists and is offered where configured."""
+    """Before `pulumi up`: check with AWS (EKS pools) or with the cluster (--kubeconfig) what the stack assumes."""
     from infra.preflight import AwsRefused, BotoCoreError, check_region, region_of
     from infra.preflight import preflight as run_preflight
     from infra.preview.runner import load
@@ -125,6 +324,8 @@ def preflight(
     source = _source(stack, stack_file)
     with _bad_input_is_exit_2(stack, stack_file):
         _, raw, config = load(stack, stack_file)
+        if kubeconfig is not None:
+            _cluster_preflight(config, kubeconfig, context)
         region = region or region_of(raw)
         if not region:
             raise ConfigError(source, ["aws:region: no AWS region: pass --region or set aws:region in the stack file"])
@@ -144,6 +345,37 @@ def preflight(
     for problem in result.problems:
         typer.echo(f"error: {source}: {problem}", err=True)
     raise typer.Exit(0 if result.ok else 2)
+
+
+def _cluster_preflight(config, kubeconfig: Path, context: str | None) -> None:
+    from infra.cluster_preflight import cluster_problems
+    from infra.kube_client import KubeError, load_kubeconfig
+
+    try:
+        problems = cluster_problems(config, load_kubeconfig(kubeconfig, context))
+    except KubeError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for problem in problems:
+        typer.echo(f"problem: {problem}", err=True)
+    if not problems:
+        typer.echo("cluster ready for pulumi up: nodes, storage and exposure as the stack expects")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def images(stack: str = StackOption, stack_file: Path | None = StackFileOption) -> None:
+    """The platform's own images for a stack: `<name> <Dockerfile> <image reference>`, one per line.
+
+    `make images` builds exactly these references, so what is built is what the manifests pull.
+    """
+    from infra.config.platform import PLATFORM_IMAGES
+    from infra.preview.runner import load
+
+    with _bad_input_is_exit_2(stack, stack_file):
+        _, _, config = load(stack, stack_file)
+    for name, reference in config.images.platform_images().items():
+        typer.echo(f"{name} {PLATFORM_IMAGES[name]} {reference}")
 
 
 def main() -> None:  # console entry point

@@ -1,7 +1,7 @@
 """`make demo`: the kind stack's data plane on this machine, without Kubernetes.
 
 Redis, one mock worker per worker in the stack file, and the gateway configured from the same
-stack (components.gateway_config builds the document GatewayStack puts in its Secret), then
+stack (infra.gateway_document builds the document GatewayStack puts in its Secret), then
 traffic from tenants: one within its limit, one far over it, one on a canary route. Every
 process started here is stopped before it returns.
 """
@@ -22,7 +22,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from components.gateway_config import gateway_document
+from infra.gateway_document import gateway_document
 from infra.stack_file import load_stack_file, stack_file_path
 from services.gateway.process import gateway, redis_server, write_config
 from services.mock_worker.process import mock_worker

@@ -14,15 +14,18 @@ import pulumi
 
 from components import metrics_catalog
 from components.gateway import GatewayStack, GatewayStackArgs
-from components.gateway_config import gateway_document
 from components.gpu_node_pool import GpuNodePool, GpuNodePoolArgs
 from components.inference_worker import InferenceWorker, InferenceWorkerArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.monitoring_rules import rule_groups
-from components.platform_core import PlatformCore, PlatformCoreArgs
+from components.platform_core import PLATFORM_CRITICAL, PlatformCore, PlatformCoreArgs
 from components.tenant import TenantStack, TenantStackArgs
-from infra.config import StackConfig
+from infra.config import PROJECT, StackConfig
+from infra.gateway_document import gateway_document
 from infra.stack_file import ConfigError, display_path, parse_stack_config, pulumi_config_values, stack_file_path
+
+# Kubernetes' own classes, which tenant pods may never use.
+SYSTEM_PRIORITY_CLASSES = {"system-cluster-critical", "system-node-critical"}
 
 
 @dataclass
@@ -48,37 +51,57 @@ def build_platform(config: StackConfig) -> Platform:
         ),
     )
     platform = Platform(config=config, core=core, pool=pool)
+    # Monitoring first: its release installs the CRDs every ServiceMonitor below depends on.
+    if config.monitoring.enabled:
+        platform.monitoring = build_monitoring(config, pool, core)
+    crds = platform.monitoring.crds if platform.monitoring else None
+    hf_token = pulumi.Config(PROJECT).get_secret("huggingFaceToken") if config.hugging_face_token else None
+    all_classes = set(core.priority_class_resources) | SYSTEM_PRIORITY_CLASSES
     for tenant in config.tenants:
+        own_class = core.priority_classes[tenant.tier]
+        hf_secrets: dict[str, set[str]] = {}
+        for worker in tenant.workers:
+            if worker.hf_token_secret:
+                hf_secrets.setdefault(tenant.namespace(worker.environment), set()).add(worker.hf_token_secret)
         stack = platform.tenants[tenant.name] = TenantStack(
             tenant.name,
             TenantStackArgs(
                 tenant=tenant,
                 tier_name=tenant.tier,
                 quota=config.tenant_quota(tenant),
-                priority_class_name=core.priority_classes[tenant.tier],
+                priority_class_name=own_class,
                 platform_namespaces=config.platform.namespaces,
                 role_names=core.role_names,
+                forbidden_priority_classes=tuple(sorted(all_classes - {own_class})),
+                hf_token=hf_token,
+                hf_token_secrets={ns: tuple(sorted(names)) for ns, names in hf_secrets.items()},
             ),
         )
-        platform.workers[tenant.name] = {
-            worker.name: InferenceWorker(
+        platform.workers[tenant.name] = {}
+        for worker in tenant.workers:
+            namespace = tenant.namespace(worker.environment)
+            needs = [core.priority_class_resources[own_class]]
+            if worker.gpus:
+                needs += pool.ready
+            if worker.hf_token_secret:
+                needs.append(stack.hf_secrets[(namespace, worker.hf_token_secret)])
+            platform.workers[tenant.name][worker.name] = InferenceWorker(
                 f"{tenant.name}-{worker.name}",
                 InferenceWorkerArgs(
                     tenant=tenant.name,
                     tier=tenant.tier,
-                    namespace=tenant.namespace(worker.environment),
+                    namespace=namespace,
                     worker=worker,
                     images=config.images,
                     node_selector=pool.node_selector,
                     toleration=pool.toleration,
-                    priority_class_name=core.priority_classes[tenant.tier],
+                    priority_class_name=own_class,
+                    depends_on=needs,
+                    monitoring_crds=crds,
+                    storage_class=config.platform.storage_class,
                 ),
                 opts=pulumi.ResourceOptions(depends_on=[stack]),
             )
-            for worker in tenant.workers
-        }
-    if config.monitoring.enabled:
-        platform.monitoring = build_monitoring(config, pool)
     if config.gateway.enabled:
         platform.gateway = build_gateway(platform)
     return platform
@@ -98,6 +121,10 @@ def build_gateway(platform: Platform) -> GatewayStack:
             images=config.images,
             namespaces=config.platform.namespaces,
             document=hashes.apply(lambda known: gateway_document(config, known, upstreams)),
+            monitoring_crds=platform.monitoring.crds if platform.monitoring else None,
+            priority_class_name=PLATFORM_CRITICAL,
+            depends_on=[platform.core.priority_class_resources[PLATFORM_CRITICAL]],
+            storage_class=config.platform.storage_class,
         ),
     )
 
@@ -107,7 +134,7 @@ def load_dashboards() -> dict[str, dict]:
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
-def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
+def build_monitoring(config: StackConfig, pool: GpuNodePool, core: PlatformCore) -> MonitoringStack:
     tenant_of = {namespace: tenant.name for tenant in config.tenants for namespace in tenant.namespaces}
     return MonitoringStack(
         "monitoring",
@@ -123,10 +150,16 @@ def build_monitoring(config: StackConfig, pool: GpuNodePool) -> MonitoringStack:
                 config.monitoring.thresholds,
                 config.monitoring.pricing,
                 config.platform.namespaces.gateway,
+                # The namespace label `cost-center` defaults to the tenant name; billing says the same.
+                {tenant.name: tenant.cost_center or tenant.name for tenant in config.tenants},
             ),
             adapter_rules=metrics_catalog.adapter_rules(),
             dashboards=load_dashboards(),
+            priority_class_name=PLATFORM_CRITICAL,
+            gpu_operator_namespace=pool.operator_namespace,
+            storage_class=config.platform.storage_class,
         ),
+        opts=pulumi.ResourceOptions(depends_on=[core.priority_class_resources[PLATFORM_CRITICAL]]),
     )
 
 

@@ -33,6 +33,7 @@ def minimal_config(**tenant_overrides: Any) -> dict[str, Any]:
         "gpu-platform:platform": {
             "flavour": "kind",
             "capacity": {"cpu": "64", "memory": "256Gi", "nvidia.com/gpu": 8},
+            "nodes": ["cpu-node-1"],
         },
         "gpu-platform:gpuPool": {"nodes": ["gpu-node-1"], "fake": {"gpusPerNode": 8}},
         "gpu-platform:tenants": [tenant, {"name": "team-b", "tier": "bronze"}],

@@ -107,14 +107,17 @@ def gateway_document_problems(config: StackConfig) -> Iterator[str]:
         return
     from pydantic import ValidationError
 
-    from components.gateway_config import gateway_document
-    from components.worker_engines import PORT
+    from infra.config.engines import ENGINES
+    from infra.gateway_document import gateway_document
     from services.gateway import config as gateway
 
     # Placeholders of the shape the program's outputs have: hashes and upstream URLs are generated.
     hashes = {t.name: {key: "0" * 64 for key in t.api_keys} for t in config.tenants}
     upstreams = {
-        t.name: {w.name: f"http://{w.name}.{t.namespace(w.environment)}.svc.cluster.local:{PORT}" for w in t.workers}
+        t.name: {
+            w.name: f"http://{w.name}.{t.namespace(w.environment)}.svc.cluster.local:{ENGINES[w.engine].port}"
+            for w in t.workers
+        }
         for t in config.tenants
     }
     document = gateway_document(config, hashes, upstreams)

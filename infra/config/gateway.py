@@ -27,6 +27,18 @@ class ParentGateway(Model):
     section_name: DnsSubdomain | None = None
 
 
+class GatewayApi(Model):
+    """Gateway API exposure: an HTTPRoute attached to a Gateway that the cluster's controller owns.
+
+    The Gateway's listener must admit routes from the gateway namespace
+    (`allowedRoutes.namespaces.from: All`, or `Selector` matching it).
+    """
+
+    # Install the standard-channel Gateway API CRDs (vendored, v1.6.1) with the platform, for clusters that
+    # have none; clusters whose Gateway controller installs them leave this off.
+    install_crds: bool = False
+
+
 class RedisSettings(Model):
     storage: Quantity = "1Gi"
     storage_class: StorageClassName | None = None
@@ -38,11 +50,18 @@ class GatewaySettings(Model):
     enabled: bool = True
     replicas: Int32 = Field(default=2, ge=2)
     max_replicas: Int32 = Field(default=6, ge=2)
-    target_cpu_utilization: int = Field(default=70, ge=10, le=100)
-    # How clients reach the gateway. Gateway API is the default: ingress-nginx was retired in March 2026.
-    exposure: Literal["gateway-api", "ingress", "none"] = "gateway-api"
+    # The HPA adds a replica when the average replica holds more requests in flight than this.
+    target_inflight_per_replica: int = Field(default=64, ge=1, le=100_000)
+    # How clients reach the gateway. `none` (a ClusterIP Service; `kubectl port-forward` or an in-cluster
+    # client) works on every cluster; `gateway-api` needs the Gateway API CRDs, a controller and its Gateway;
+    # `ingress` an Ingress controller.
+    exposure: Literal["gateway-api", "ingress", "none"] = "none"
     hostname: Hostname = "gateway.local"
     parent_gateway: ParentGateway = ParentGateway()
+    gateway_api: GatewayApi = GatewayApi()
+    # Ingress: pulumi-kubernetes waits for a load-balancer address, which some controllers (minikube's addon
+    # without `minikube tunnel`) never report; False creates the Ingress without waiting.
+    await_ingress: bool = False
     ingress_class_name: IngressClassName | None = None
     fail_closed: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

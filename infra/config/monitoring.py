@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from infra.config.base import Model, NonNegativeFloat, Quantity
+
+# `platformctl chargeback` bills at most a calendar month; Prometheus must keep at least that.
+LONGEST_BILLING_WINDOW_DAYS = 31
+_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 365 * 86400}
 
 
 class Resources(Model):
@@ -45,10 +49,33 @@ class Thresholds(Model):
     gpu_idle_minutes: int = Field(default=30, ge=5)
 
 
+class PrometheusStorage(Model):
+    """Prometheus' volume: without one a restart loses the month being billed."""
+
+    size: Quantity = Field(default="50Gi")
+    storage_class: str | None = None
+
+
 class MonitoringSettings(Model):
     enabled: bool = True
-    retention: str = Field(default="15d", pattern=r"^\d+(ms|s|m|h|d|w|y)$")
+    # A month of billing plus two weeks to run the invoice for the month before.
+    retention: str = Field(default="45d", pattern=r"^\d+(ms|s|m|h|d|w|y)$")
+    storage: PrometheusStorage = PrometheusStorage()
     scrape_interval: str = Field(default="15s", pattern=r"^\d+(ms|s|m|h)$")
     prometheus: Resources = Resources(cpu="500m", memory="2Gi", memory_limit="4Gi")
+    # Scrape etcd, the scheduler, the controller manager and kube-proxy: only where the cluster exposes them
+    # beyond 127.0.0.1 (kind, minikube and kubeadm do not; EKS hides them).
+    control_plane_scrapes: bool = False
     thresholds: Thresholds = Thresholds()
     pricing: Pricing = Pricing()
+
+    @field_validator("retention")
+    @classmethod
+    def _covers_billing(cls, value: str) -> str:
+        number, unit = int(value.rstrip("mshdwy")), value.lstrip("0123456789")
+        if number * _SECONDS[unit] < LONGEST_BILLING_WINDOW_DAYS * 86400:
+            raise ValueError(
+                f"{value} is shorter than the longest billing window ({LONGEST_BILLING_WINDOW_DAYS}d, "
+                "platformctl chargeback --month): use at least 31d"
+            )
+        return value

@@ -18,8 +18,10 @@ from infra.config.base import (
     PlatformNamespace,
     QualifiedName,
     Quantity,
+    StorageClassName,
     dns_label,
 )
+from infra.config.pool_modes import POOL_MODES
 
 
 class Capacity(Model):
@@ -50,6 +52,12 @@ class PlatformSettings(Model):
     namespaces: PlatformNamespaces = PlatformNamespaces()
     # The Kubernetes minor version manifests are validated against in the offline preview.
     kubernetes_version: KubernetesVersion = "1.33"
+    # The cluster's nodes that run ordinary (non-GPU) pods: the gateway, Redis, monitoring. Only used to
+    # check that tainting the GPU pool leaves somewhere for them to run.
+    nodes: list[NodeName] = []
+    # StorageClass of every PVC the platform creates (Redis, Prometheus, model caches) unless a PVC names its
+    # own; None uses the cluster's default StorageClass, which kubeadm clusters and EKS >= 1.30 do not have.
+    storage_class: StorageClassName | None = None
 
 
 class Taint(Model):
@@ -131,7 +139,7 @@ class GpuPoolSettings(Model):
     existing nodes and installs the NVIDIA device plugin, eks adds a managed node group.
     """
 
-    mode: Literal["fake", "onprem", "eks"] | None = None
+    mode: str | None = None
     label: Annotated[NodeLabel, _parse(NodeLabel)] = NodeLabel(key="platform.io/pool", value="gpu")
     taint: Annotated[Taint, _parse(Taint)] = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
     # Existing nodes to label (and taint) as the pool, for the fake and onprem modes.
@@ -143,20 +151,68 @@ class GpuPoolSettings(Model):
     time_slicing: TimeSlicing | None = None
     eks: EksNodeGroup | None = None
 
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str | None) -> str | None:
+        if value is not None and value not in POOL_MODES:
+            raise ValueError(f"unknown GPU pool mode {value!r}; known modes: {', '.join(sorted(POOL_MODES))}")
+        return value
+
+
+# The platform's own images: image name -> Dockerfile, built by `make images` (docker build from the
+# repository root). Nobody publishes them: they are built, then loaded into the cluster or pushed to
+# `images.registry`.
+PLATFORM_IMAGES = {"gateway": "services/gateway/Dockerfile", "mock-worker": "services/mock_worker/Dockerfile"}
+PLATFORM_VERSION = "0.1.0"
+# `localhost/` never resolves to a public registry, so an image that was not loaded fails to pull
+# instead of fetching somebody else's image of the same name.
+DEFAULT_REGISTRY = "localhost/gpu-platform"
+
+
+def platform_image(name: str, registry: str = DEFAULT_REGISTRY, tag: str = PLATFORM_VERSION) -> str:
+    return f"{registry.rstrip('/')}/{name}:{tag}"
+
 
 class Images(Model):
-    """Container images, pinned by tag (or digest). The platform's own images are built from services/."""
+    """Container images, pinned by tag (or digest).
 
-    mock_worker: ImageRef = "ghcr.io/gpu-platform/mock-worker:0.1.0"
-    gateway: ImageRef = "ghcr.io/gpu-platform/gateway:0.1.0"
+    `gateway` and `mockWorker` default to `<registry>/<name>:<tag>`, the names `make images` builds.
+    """
+
+    registry: str = Field(default=DEFAULT_REGISTRY, pattern=r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$")
+    tag: str = Field(default=PLATFORM_VERSION, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+    mock_worker: ImageRef | None = None
+    gateway: ImageRef | None = None
     vllm: ImageRef = "vllm/vllm-openai:v0.11.2"
     sglang: ImageRef = "lmsysorg/sglang:v0.5.5"
     redis: ImageRef = "redis:7.4.6-alpine"
 
-    @field_validator("*")
+    @model_validator(mode="before")
     @classmethod
-    def _pinned(cls, value: str) -> str:
+    def _platform_images(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        registry, tag = data.get("registry", DEFAULT_REGISTRY), data.get("tag", PLATFORM_VERSION)
+        if isinstance(registry, str) and isinstance(tag, str):
+            for field_name, alias, image in (
+                ("mock_worker", "mockWorker", "mock-worker"),
+                ("gateway", "gateway", "gateway"),
+            ):
+                if data.get(field_name) is None and data.get(alias) is None:
+                    data[alias] = platform_image(image, registry, tag)
+        return data
+
+    @field_validator("mock_worker", "gateway", "vllm", "sglang", "redis")
+    @classmethod
+    def _pinned(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
         name = value.rsplit("/", 1)[-1]
         if "@sha256:" not in value and (":" not in name or name.endswith(":latest")):
             raise ValueError(f"{value!r} must be pinned to a tag other than latest, or a digest")
         return value
+
+    def platform_images(self) -> dict[str, str]:
+        """Image name -> the reference the manifests use, for `make images`."""
+        return {"gateway": self.gateway, "mock-worker": self.mock_worker}

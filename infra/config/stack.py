@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from pydantic import field_validator, model_validator
+from typing import Annotated
+
+from pydantic import BeforeValidator, field_validator, model_validator
 
 from infra.config.base import Model, dns_label
 from infra.config.consistency import StackProblems, stack_problems
 from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
+from infra.config.pool_modes import POOL_MODES, default_mode
 from infra.config.tenants import GatewayLimits, Quota, Tenant, Tier
+from infra.config.tiers import resolve_tiers
+
+
+def _secret_value(value: object) -> object:
+    """A secret config value: the plaintext under `pulumi up`, `{secure: …}` ciphertext in a stack file."""
+    if isinstance(value, dict) and set(value) == {"secure"} and isinstance(value["secure"], str):
+        return "<encrypted>"
+    return value
 
 
 class StackConfig(Model):
@@ -20,6 +31,9 @@ class StackConfig(Model):
     gateway: GatewaySettings = GatewaySettings()
     tiers: dict[str, Tier] = {}
     tenants: list[Tenant] = []
+    # Set with `pulumi config set --secret huggingFaceToken hf_…`: the program reads it as a Pulumi secret and
+    # creates the Secret each worker's `hfTokenSecret` names, so gated models download on the first update.
+    hugging_face_token: Annotated[str, BeforeValidator(_secret_value)] | None = None
 
     @field_validator("tiers")
     @classmethod
@@ -30,8 +44,6 @@ class StackConfig(Model):
 
     @model_validator(mode="after")
     def _consistent(self) -> StackConfig:
-        from infra.tiers import resolve_tiers
-
         self._check_pool()
         tiers = resolve_tiers(self.tiers)
         seen: dict[str, int] = {}
@@ -52,6 +64,13 @@ class StackConfig(Model):
             except ValueError as exc:
                 problem = exc.errors()[0]["msg"].removeprefix("Value error, ") if hasattr(exc, "errors") else str(exc)
                 raise ValueError(f"{where}.quota: {problem} (tenant {tenant.name!r}, tier {tenant.tier!r})") from None
+            for w, worker in enumerate(tenant.workers):
+                if worker.hf_token_secret and self.hugging_face_token is None:
+                    raise ValueError(
+                        f"{where}.workers[{w}].hfTokenSecret: the platform creates this Secret in namespace "
+                        f"{tenant.namespace(worker.environment)!r} from the stack's token; set it with "
+                        "`pulumi config set --secret huggingFaceToken <token>`"
+                    )
         # Names, namespaces, served models and the gateway document: see infra/config/consistency.py.
         problems = stack_problems(self)
         if problems:
@@ -60,28 +79,38 @@ class StackConfig(Model):
 
     def _check_pool(self) -> None:
         pool, mode = self.gpu_pool, self.pool_mode
-        if mode in ("fake", "onprem") and not pool.nodes:
-            raise ValueError(f"gpuPool.nodes: the {mode} GPU pool needs the names of the nodes to label")
-        if mode == "eks" and pool.eks is None:
-            raise ValueError("gpuPool.eks: the eks GPU pool needs clusterName and subnetIds")
-        if mode != "eks" and pool.eks is not None:
-            raise ValueError(f"gpuPool.eks: only valid with mode eks (this pool is {mode})")
-        if mode == "fake" and pool.taint.key != "nvidia.com/gpu":
+        POOL_MODES[mode].validate(pool)
+        provided = self.pool_gpus
+        if provided is not None and self.platform.capacity.gpu > provided:
             raise ValueError(
-                "gpuPool.taint: fake-gpu-operator's pods only tolerate the key nvidia.com/gpu; use it with the fake pool"
+                f"platform.capacity.nvidia.com/gpu: {self.platform.capacity.gpu} GPUs declared, but the {mode} pool "
+                f"provides {provided}; tenant shares are measured against what the pool really has, so declare "
+                f"at most {provided} (or grow the pool)"
             )
-        if mode == "onprem" and pool.gpus_per_node is None:
-            raise ValueError("gpuPool.gpusPerNode: say how many physical GPUs each on-prem node has")
+        if POOL_MODES[mode].labels_nodes and pool.taint_nodes:
+            # The taint keeps every pod without the toleration off the pool: the gateway, Redis and the
+            # monitoring stack need at least one node outside it, or they stay Pending forever.
+            others = [node for node in self.platform.nodes if node not in pool.nodes]
+            if not others:
+                listed = (
+                    f"platform.nodes lists {self.platform.nodes}" if self.platform.nodes else "platform.nodes is empty"
+                )
+                raise ValueError(
+                    f"gpuPool.taintNodes: tainting {pool.nodes} would leave no node for the platform's own pods "
+                    f"({listed}); name the cluster's other nodes under platform.nodes, or set gpuPool.taintNodes: "
+                    "false when the GPU nodes are the whole cluster"
+                )
+
+    @property
+    def pool_gpus(self) -> int | None:
+        """What the GPU pool really provides at its largest; None where only the cloud can say."""
+        return POOL_MODES[self.pool_mode].gpus(self.gpu_pool)
 
     @property
     def pool_mode(self) -> str:
-        if self.gpu_pool.mode:
-            return self.gpu_pool.mode
-        return {"minikube": "fake", "kind": "fake", "onprem": "onprem", "eks": "eks"}[self.platform.flavour]
+        return self.gpu_pool.mode or default_mode(self.platform.flavour)
 
     def tier(self, name: str) -> Tier:
-        from infra.tiers import resolve_tiers
-
         return resolve_tiers(self.tiers)[name]
 
     def tenant_quota(self, tenant: Tenant) -> Quota:

@@ -65,7 +65,8 @@ class GatewayLimits(Model):
 class Tier(Model):
     quota: Quota = Quota()
     gateway: GatewayLimits = GatewayLimits()
-    priority: int | None = Field(default=None, ge=0, le=1_000_000_000)
+    # Below the platform-critical class (1e9), which the platform's own pods use.
+    priority: int | None = Field(default=None, ge=0, le=999_999_999)
     weight: int | None = Field(default=None, ge=1, le=100)
     preemption: Literal["PreemptLowerPriority", "Never"] | None = None
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
 
 from infra.config.base import ImageRef, Int32, Model, ModelName, Quantity, SecretName, StorageClassName, dns_1035_label
+from infra.config.engines import ENGINES
 
 # The gateway's own route model: the stack file and the gateway's document share one definition.
 from services.gateway.config import Route
@@ -40,7 +39,7 @@ class ModelCache(Model):
 
 class Worker(Model):
     name: str
-    engine: Literal["mock", "vllm", "sglang"]
+    engine: str
     model: ModelName
     served_model_name: ModelName | None = None
     environment: str = "prod"
@@ -65,9 +64,16 @@ class Worker(Model):
     def _name(cls, value: str) -> str:
         return dns_1035_label(value, "worker name", 40)
 
+    @field_validator("engine")
+    @classmethod
+    def _engine(cls, value: str) -> str:
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine {value!r}; known engines: {', '.join(sorted(ENGINES))}")
+        return value
+
     @model_validator(mode="after")
     def _parallelism(self) -> Worker:
-        if self.engine != "mock" and self.gpus and self.tensor_parallel_size > self.gpus:
+        if ENGINES[self.engine].tensor_parallel and self.gpus and self.tensor_parallel_size > self.gpus:
             raise ValueError(f"tensorParallelSize ({self.tensor_parallel_size}) cannot exceed gpus ({self.gpus})")
         return self
 

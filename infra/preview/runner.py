@@ -13,7 +13,7 @@ from rich.console import Console
 
 from infra import program
 from infra.config import StackConfig
-from infra.preview import gateway_document, manifests, object_names, plan, policy, schema
+from infra.preview import gateway_readback, manifests, object_names, plan, policy, schema
 from infra.preview.capture import Capture, run_under_mocks
 from infra.stack_file import (
     STACKS_DIR,
@@ -109,7 +109,7 @@ def run_preview(
     path, raw, config = load(stack, stack_file)
     out_dir = (out_dir or default_out_dir(stack)).resolve()
     capture = capture_stack(stack, raw, display_path(path))
-    refused = gateway_document.problems(capture, config) + object_names.problems(capture)
+    refused = gateway_readback.problems(capture, config) + object_names.problems(capture)
     if refused:
         raise ConfigError(display_path(path), refused)
 

@@ -63,7 +63,7 @@ def _validator(schema_dir: str, api_version: str, kind: str) -> jsonschema.Valid
 @lru_cache(maxsize=1)
 def _crd_validators() -> dict[tuple[str, str], jsonschema.Validator]:
     validators = {}
-    for path in sorted(CRD_DIR.glob("*.yaml")):
+    for path in sorted(CRD_DIR.rglob("*.yaml")):
         for crd in yaml.safe_load_all(path.read_text()):
             if not crd or crd.get("kind") != "CustomResourceDefinition":
                 continue

@@ -21,7 +21,14 @@ REQUEST_QUOTA = {"cpu": "requests.cpu", "memory": "requests.memory", "nvidia.com
 
 
 def _quotas(resources: list[Resource]) -> list[Resource]:
-    return [r for r in resources if r.kind == "ResourceQuota"]
+    """The namespaces' overall quotas. A scoped quota (`scopes`/`scopeSelector`, e.g. the one that forbids
+    other tiers' PriorityClasses) bounds only the pods it selects, so it says nothing about the whole."""
+    return [
+        r
+        for r in resources
+        if r.kind == "ResourceQuota"
+        and not ((r.props.get("spec") or {}).get("scopeSelector") or (r.props.get("spec") or {}).get("scopes"))
+    ]
 
 
 def _fmt(value: Decimal) -> str:

@@ -97,3 +97,12 @@ def test_tenant_dashboard_is_templated_by_tenant():
 
 def test_metric_name_extraction_catches_unknown_names():
     assert metric_names('sum by (tenant) (rate(made_up_metric_total{code="200"}[5m]))') == {"made_up_metric_total"}
+
+
+def test_tenant_cost_panel_is_the_billing_integral():
+    # The JSON is static; this keeps it the PromQL components.billing renders for the CLI and rules.
+    from components import billing
+
+    model = json.loads(next(p for p in DASHBOARDS if p.stem == "tenant").read_text())
+    (panel,) = [p for p in model["panels"] if p["title"] == "Cost over the range"]
+    assert panel["targets"][0]["expr"] == billing.cost("$__range", 'tenant="$tenant"')

@@ -24,6 +24,7 @@ def render(directory: Path) -> Path:
         Thresholds(),
         Pricing(tier_multipliers={"gold": 2.0}),
         "platform-gateway",
+        {"acme": "cc-1001"},
     )
     path = directory / "rules.yaml"
     path.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))

@@ -53,13 +53,53 @@ def test_gateway_deployment_is_replicated_probed_and_reloads_config(run_program)
     [container] = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["GATEWAY_CONFIG_FILE"] == "/etc/gateway/gateway.json"
-    assert env["GATEWAY_REDIS_URL"].startswith("redis://redis.platform-gateway.svc")
+    assert env["GATEWAY_REDIS_URL"].startswith("redis://:$(REDIS_PASSWORD)@redis.platform-gateway.svc")
     assert not any("subPath" in m for m in container["volumeMounts"]), "subPath mounts never see Secret updates"
     assert objects(capture, "PodDisruptionBudget")["gateway"]["spec"]["minAvailable"] == 1
-    assert objects(capture, "HorizontalPodAutoscaler")["gateway"]["spec"]["minReplicas"] >= 2
+    hpa = objects(capture, "HorizontalPodAutoscaler")["gateway"]["spec"]
+    assert hpa["minReplicas"] >= 2
+    # No metrics-server: the HPA scales on the gateway's own in-flight gauge, which the adapter serves.
+    [metric] = hpa["metrics"]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == "gateway_inflight_requests"
+    adapter = next(
+        r for r in capture.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["name"] == "prometheus-adapter"
+    )
+    served = [rule["name"]["as"] for rule in adapter.inputs["values"]["rules"]["custom"]]
+    assert "gateway_inflight_requests" in served and "external" not in adapter.inputs["values"]["rules"]
     assert "gateway" in objects(capture, "ServiceMonitor")
+    assert pod["priorityClassName"] == "platform-critical"
+
+
+def test_redis_requires_a_generated_password(run_program):
+    capture = run_program(stack_config("kind"), stack="kind")
+    redis = objects(capture, "StatefulSet")["redis"]["spec"]["template"]["spec"]
+    [container] = redis["containers"]
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert refs["REDIS_PASSWORD"] == refs["REDISCLI_AUTH"] == {"name": "redis-auth", "key": "password"}
+    assert redis["priorityClassName"] == "platform-critical"
+    gateway_env = objects(capture, "Deployment")["gateway"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    # Kubernetes expands $(VAR) only from variables defined earlier in the list.
+    names = [e["name"] for e in gateway_env]
+    assert names.index("REDIS_PASSWORD") < names.index("GATEWAY_REDIS_URL")
+    assert "redis-auth" in objects(capture, "Secret")
+    [password] = [r for r in capture.of_type("random:index/randomPassword:RandomPassword") if "redis" in r.name]
+    assert password.inputs["length"] >= 32
+    # Only the gateway may reach Redis: monitoring's allowance covers the gateway's pods, not Redis'.
+    monitoring = objects(capture, "NetworkPolicy")["allow-monitoring"]["spec"]
+    assert monitoring["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "gateway"
+
+
+def test_without_monitoring_no_monitor_and_no_metric_hpa(run_program):
+    config = stack_config("kind")
+    config["gpu-platform:monitoring"] = {"enabled": False}
+    capture = run_program(config, stack="kind")
+    kinds = {r.inputs["kind"] for r in capture.kubernetes()}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert "gateway" not in objects(capture, "HorizontalPodAutoscaler")
 
 
 def test_redis_is_persistent_bounded_and_private(run_program):
@@ -81,14 +121,30 @@ def test_gateway_egress_reaches_only_tenant_workers_redis_and_dns(run_program):
     assert ports == [53, 53, 6379, 8000]
 
 
-def test_exposure_gateway_api_by_default_and_ingress_when_asked(run_program):
+def test_exposure_none_by_default_gateway_api_and_ingress_when_asked(run_program):
+    # The default needs nothing from the cluster: a ClusterIP Service, reached by port-forward.
     kind = run_program(stack_config("kind"), stack="kind")
-    [route] = objects(kind, "HTTPRoute").values()
+    assert not objects(kind, "HTTPRoute") and not objects(kind, "Ingress")
+    assert objects(kind, "Service")["gateway"]["spec"]["type"] == "ClusterIP"
+
+    config = stack_config("kind")
+    config["gpu-platform:gateway"] = {"exposure": "gateway-api", "gatewayApi": {"installCrds": True}}
+    routed = run_program(config, stack="kind")
+    [route] = objects(routed, "HTTPRoute").values()
     assert route["spec"]["parentRefs"][0]["kind"] == "Gateway" and route["spec"]["hostnames"] == ["gateway.local"]
-    assert not objects(kind, "Ingress")
+    crds = {r.inputs["metadata"]["name"] for r in routed.kubernetes() if r.inputs["kind"] == "CustomResourceDefinition"}
+    assert "httproutes.gateway.networking.k8s.io" in crds and "gateways.gateway.networking.k8s.io" in crds
+
+    config["gpu-platform:gateway"] = {"exposure": "gateway-api"}
+    assert not any(
+        r.inputs["kind"] == "CustomResourceDefinition" for r in run_program(config, stack="kind").kubernetes()
+    ), "the CRDs are installed only when asked"
+
     minikube = run_program(stack_config("minikube"), stack="minikube")
     [ingress] = objects(minikube, "Ingress").values()
     assert ingress["spec"]["ingressClassName"] == "nginx" and not objects(minikube, "HTTPRoute")
+    # minikube's addon never reports a load-balancer address: pulumi must not wait for one.
+    assert ingress["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
 
 
 def test_the_document_is_what_the_gateway_accepts(run_program):

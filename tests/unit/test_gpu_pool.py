@@ -42,11 +42,23 @@ def test_single_node_pool_is_not_tainted(run_program):
 
 
 def test_onprem_pool_uses_seed_c_label_taint_and_time_slicing(run_program):
-    capture = run_program(stack_config("onprem"), stack="onprem")
+    shipped = run_program(stack_config("onprem"), stack="onprem")
+    [patch] = [r.inputs for r in shipped.kubernetes() if r.inputs["kind"] == "Node"]
+    # The shipped onprem cluster is its GPU node: labelled, never tainted, so platform pods can run.
+    assert patch["metadata"]["labels"] == {"gpu": "true"} and not patch.get("spec")
+    config = stack_config("onprem")
+    config["gpu-platform:platform"]["nodes"] = ["cpu-node-01"]
+    config["gpu-platform:gpuPool"]["taintNodes"] = True
+    capture = run_program(config, stack="onprem")
     [patch] = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Node"]
-    assert patch["metadata"]["labels"] == {"gpu": "true"}
     assert patch["spec"]["taints"] == [{"key": "gpu-only", "value": "true", "effect": "NoSchedule"}]
+    assert patch["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "gpu-platform-pool"
     plugin = releases(capture)["nvidia-device-plugin"]
+    # The chart's default affinity wants node-feature-discovery labels nothing sets: it must select the pool.
+    [term] = plugin["values"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term == {"matchExpressions": [{"key": "gpu", "operator": "In", "values": ["true"]}]}
     assert plugin["version"] == "0.20.0"
     assert {"key": "gpu-only", "operator": "Equal", "value": "true", "effect": "NoSchedule"} in plugin["values"][
         "tolerations"
@@ -118,7 +130,33 @@ def test_pool_config_errors():
         "gpuPool.taint: fake-gpu-operator"
     )
     assert problems({"mode": "onprem", "nodes": ["n"]}).startswith("gpuPool.gpusPerNode")
+    # Tainting every node the platform's own pods could use leaves them Pending.
+    assert problems({"nodes": ["cpu-node-1"]}).startswith("gpuPool.taintNodes: tainting ['cpu-node-1']")
+    assert "platform.nodes" in problems({"nodes": ["cpu-node-1"]})
     assert problems({}, flavour="eks").startswith("gpuPool.eks: the eks GPU pool needs")
     assert "minSize <= desiredSize <= maxSize" in problems(
         {"eks": {"clusterName": "c", "subnetIds": ["s"], "minSize": 3, "maxSize": 2}}, flavour="eks"
     )
+
+
+def test_pool_modes_are_one_table_on_each_side():
+    from components.gpu_node_pool import BUILDERS
+    from infra.config.pool_modes import POOL_MODES, default_mode
+
+    assert set(BUILDERS) == set(POOL_MODES)
+    # Every flavour has exactly one default mode.
+    flavours = [f for mode in POOL_MODES.values() for f in mode.default_for]
+    assert sorted(flavours) == sorted(set(flavours)) == ["eks", "kind", "minikube", "onprem"]
+    assert default_mode("kind") == "fake" and default_mode("eks") == "eks"
+
+
+def test_unknown_pool_mode_names_the_known_ones():
+    from infra.stack_file import ConfigError, parse_stack_config, project_values
+
+    config = minimal_config()
+    config["gpu-platform:gpuPool"]["mode"] = "gke"
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(project_values(config), "s.yaml")
+    from infra.config.pool_modes import POOL_MODES
+
+    assert "gpuPool.mode" in str(caught.value) and all(mode in str(caught.value) for mode in POOL_MODES)

@@ -40,6 +40,8 @@ def test_every_gpu_worker_is_placed_on_the_gpu_pool(run_program, stack):
 
 def worker_capture(run_program, **worker):
     config = minimal_config(workers=[{"name": "w", "model": "org/model-7b", **worker}], quota={"gpu": 4})
+    if worker.get("hfTokenSecret"):
+        config["gpu-platform:huggingFaceToken"] = {"secure": "v1:ciphertext"}
     return run_program(config)
 
 
@@ -109,6 +111,31 @@ def test_vllm_worker_args_probes_and_draining(run_program):
     ]
     egress = policy["spec"]["egress"][0]
     assert egress["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in egress["to"][0]["ipBlock"]["except"]
+    # uid 10001 has no passwd entry: torch needs USER, and its caches a writable place.
+    env = {e["name"]: e.get("value") for e in engine["env"]}
+    assert (
+        env["USER"] and env["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/") and env["XDG_CACHE_HOME"].startswith("/tmp/")
+    )
+    # The token's Secret is created by the platform in the worker's namespace (this update creates both).
+    [secret] = [
+        r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Secret" and r.inputs["metadata"]["name"] == "hf"
+    ]
+    assert secret["metadata"]["namespace"] == "team-a" and "HF_TOKEN" in str(secret["stringData"])
+
+
+def test_hf_token_secret_without_a_token_is_refused(run_program):
+    from infra.stack_file import ConfigError, parse_stack_config, project_values
+
+    config = minimal_config(workers=[{"name": "w", "engine": "vllm", "model": "m", "hfTokenSecret": "hf"}])
+    with pytest.raises(ConfigError) as caught:
+        parse_stack_config(project_values(config), "s.yaml")
+    assert "tenants[0].workers[0].hfTokenSecret" in str(caught.value) and "huggingFaceToken" in str(caught.value)
+
+
+def test_mock_worker_env_has_no_engine_cache_settings(run_program):
+    capture = worker_capture(run_program, engine="mock", gpus=0)
+    [engine] = find(capture, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert "TORCHINDUCTOR_CACHE_DIR" not in {e["name"] for e in engine["env"]}
 
 
 def test_sglang_worker_runs_its_launcher(run_program):
@@ -159,7 +186,7 @@ def test_canary_routes_and_upstreams_are_exported(run_program):
             {"workers": [{"name": "w", "engine": "vllm", "model": "m", "gpus": 1, "tensorParallelSize": 2}]},
             "tensorParallelSize",
         ),
-        ({"workers": [{"name": "w", "engine": "tgi", "model": "m"}]}, "engine"),
+        ({"workers": [{"name": "w", "engine": "no-such-engine", "model": "m"}]}, "engine"),
     ],
 )
 def test_worker_config_errors(tenant, expected):

@@ -23,7 +23,17 @@ def test_kube_prometheus_stack_selects_every_monitor_and_rule(run_program):
         "ruleSelectorNilUsesHelmValues",
     ):
         assert spec[key] is False
-    assert spec["retention"] == "15d"
+    assert spec["retention"] == "45d"
+    assert spec["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "50Gi"
+    # Tenant-owned monitors cannot pose as the platform's jobs for another namespace.
+    assert spec["enforcedNamespaceLabel"] == "namespace"
+    excluded = {(e["resource"], e["namespace"]) for e in spec["excludedFromEnforcement"]}
+    assert {
+        ("servicemonitors", "monitoring"),
+        ("servicemonitors", "gpu-operator"),
+        ("prometheusrules", "monitoring"),
+    } <= excluded
+    assert not any(e["namespace"] in ("team-a", "team-b") for e in spec["excludedFromEnforcement"])
     assert stack["values"]["grafana"]["sidecar"]["dashboards"]["label"] == "grafana_dashboard"
 
 
@@ -54,7 +64,7 @@ def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     adapter = releases(capture)["prometheus-adapter"]["values"]
     assert adapter["rules"]["default"] is False
-    [rule] = adapter["rules"]["custom"]
+    [rule] = [r for r in adapter["rules"]["custom"] if r["name"]["as"] == "inference_queue_depth"]
     hpa_metrics = {
         m["pods"]["metric"]["name"]
         for h in custom(capture, "HorizontalPodAutoscaler")
@@ -80,3 +90,25 @@ def test_monitoring_can_be_disabled(run_program):
     capture = run_program(config)
     assert not [r for r in capture.resources if r.type == "platform:monitoring:MonitoringStack"]
     assert "kube-prometheus-stack" not in releases(capture)
+
+
+def test_prometheus_storage_class_and_size_come_from_the_stack(run_program):
+    config = minimal_config()
+    config["gpu-platform:monitoring"] = {"storage": {"size": "200Gi", "storageClass": "fast-ssd"}, "retention": "62d"}
+    spec = releases(run_program(config))["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "fast-ssd" and claim["resources"]["requests"]["storage"] == "200Gi"
+    assert spec["retention"] == "62d"
+
+
+def test_retention_shorter_than_a_billing_month_is_a_config_error():
+    from infra.stack_file import ConfigError, parse_stack_config, project_values
+
+    config = minimal_config()
+    config["gpu-platform:monitoring"] = {"retention": "15d"}
+    try:
+        parse_stack_config(project_values(config), "Pulumi.test.yaml")
+    except ConfigError as exc:
+        assert any(p.startswith("monitoring.retention:") and "31d" in p for p in exc.problems), exc.problems
+    else:
+        raise AssertionError("15d retention was accepted")

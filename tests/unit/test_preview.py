@@ -38,9 +38,10 @@ def test_report_counts_resources_by_type_component_and_tenant(tmp_path, write_st
     run_preview("custom", stack_file=path, out_dir=tmp_path, console=quiet())
     report = json.loads((tmp_path / "report.json").read_text())
     resources = report["resources"]
-    # team-a x2, team-b, platform-system, monitoring, platform-gateway
-    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 6
-    assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 3
+    # team-a x2, team-b, platform-system, monitoring, platform-gateway, gpu-operator
+    assert resources["byType"]["kubernetes:core/v1:Namespace"] == 7
+    # the overall quota and the PriorityClass quota, per tenant namespace
+    assert resources["byType"]["kubernetes:core/v1:ResourceQuota"] == 6
     assert (
         resources["byComponent"]["platform:tenant:TenantStack team-a"]
         > resources["byComponent"]["platform:tenant:TenantStack team-b"]
@@ -75,14 +76,14 @@ def test_no_key_value_reaches_disk(tmp_path, run_program, write_stack):
 def test_schema_errors_fail_the_preview(tmp_path, write_stack, monkeypatch):
     from components import tenant_network
 
-    original = tenant_network.network_policies
+    original = tenant_network.tenant_network_policies
 
     def broken(**kwargs):
         policies = original(**kwargs)
         policies["default-deny"] = {**policies["default-deny"], "podSelectr": {}}
         return policies
 
-    monkeypatch.setattr("components.tenant.network_policies", broken)
+    monkeypatch.setattr("components.tenant.tenant_network_policies", broken)
     result = run_preview("custom", stack_file=write_stack(minimal_config()), out_dir=tmp_path, console=quiet())
     report = json.loads((tmp_path / "report.json").read_text())
     assert result.exit_code == EXIT_FAILED and report["ok"] is False

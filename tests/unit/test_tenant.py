@@ -210,7 +210,7 @@ def test_priority_classes_created_once_per_tier(run_program):
     config["gpu-platform:tenants"].append({"name": "team-c", "tier": "silver"})
     capture = run_program(config)
     names = [r.inputs["metadata"]["name"] for r in capture.kubernetes() if r.inputs["kind"] == "PriorityClass"]
-    assert sorted(names) == ["platform-bronze", "platform-silver"]
+    assert sorted(names) == ["platform-bronze", "platform-critical", "platform-silver"]
 
 
 def test_capacity_configmap_states_the_denominator(capture):

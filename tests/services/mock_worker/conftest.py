@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import openai
 import pytest
-from mock_worker_scrape import MODELS
 
 from services.mock_worker.process import RunningService, run_mock_worker
+from tests.services.mock_worker.mock_worker_scrape import MODELS
 
 
 @pytest.fixture(scope="module")

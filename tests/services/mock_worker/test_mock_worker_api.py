@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import openai
 import pytest
-from mock_worker_scrape import MODELS
 
 from services.mock_worker.process import run_mock_worker
+from tests.services.mock_worker.mock_worker_scrape import MODELS
 
 PROMPT = [{"role": "user", "content": "Summarise the capacity plan for the gold tenant."}]
 

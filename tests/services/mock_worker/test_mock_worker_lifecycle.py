@@ -8,11 +8,11 @@ import time
 
 import httpx
 import pytest
-from mock_worker_scrape import parse_metrics, sample
 
 from services.mock_worker.__main__ import parse_args
 from services.mock_worker.process import ROOT, run_mock_worker
 from services.mock_worker.settings import WorkerSettings
+from tests.services.mock_worker.mock_worker_scrape import parse_metrics, sample
 
 
 def test_env_variables_configure_and_flags_override(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,9 +9,9 @@ import time
 import httpx
 import openai
 import pytest
-from mock_worker_scrape import parse_metrics, sample
 
 from services.mock_worker.process import run_mock_worker
+from tests.services.mock_worker.mock_worker_scrape import parse_metrics, sample
 
 SLOTS = 2
 PROMPT = [{"role": "user", "content": "queue me"}]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from infra.config import GatewayLimits, Quota, Tier
+from infra.config.tenants import GatewayLimits, Quota, Tier
 
 PRESETS: dict[str, Tier] = {
     "gold": Tier(
