@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from infra.config.base import Model, NonNegativeFloat, Quantity
+from infra.config.base import Model, NonNegativeFloat, Quantity, StorageClassName
 
 # `platformctl chargeback` bills at most a calendar month; Prometheus must keep at least that.
 LONGEST_BILLING_WINDOW_DAYS = 31
@@ -53,7 +53,7 @@ class PrometheusStorage(Model):
     """Prometheus' volume: without one a restart loses the month being billed."""
 
     size: Quantity = Field(default="50Gi")
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
 
 
 class MonitoringSettings(Model):

@@ -277,3 +277,15 @@ def test_the_preview_checks_every_rendered_name_and_label(files, monkeypatch):
         "Namespace acme: metadata.labels.app.kubernetes.io/part-of: 'gpu platform' is not a valid label value",
         command="preview",
     )
+
+
+def test_storage_classes_of_the_platform_and_prometheus(files):
+    def platform(value):
+        return lambda c: c["gpu-platform:platform"].update(storageClass=value)
+
+    def prometheus(value):
+        return lambda c: c.update({"gpu-platform:monitoring": {"storage": {"storageClass": value}}})
+
+    for change, key in ((platform, "platform.storageClass"), (prometheus, "monitoring.storage.storageClass")):
+        accepted(files.kind_with(change("local-path")))
+        refused(files.kind_with(change("Local Path")), f"{key}: ")
