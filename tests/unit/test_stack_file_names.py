@@ -59,7 +59,7 @@ CASES = [
     ),
     (
         "secret",
-        lambda c, v: worker(c).update(hfTokenSecret=v),
+        lambda c, v: (worker(c).update(hfTokenSecret=v), c.update({"gpu-platform:huggingFaceToken": "hf_x"})),
         "hf.token",
         "HF_TOKEN",
         "tenants[0].workers[0].hfTokenSecret",
@@ -126,7 +126,7 @@ CASES = [
     ),
     (
         "taint key prefix",
-        lambda c, v: c["gpu-platform:gpuPool"].update(taint=v, mode="onprem", gpusPerNode=1),
+        lambda c, v: c["gpu-platform:gpuPool"].update(taint=v, mode="onprem", gpusPerNode=8),
         "gpu-only=true:NoSchedule",
         "node.kubernetes.io/unschedulable=true:NoSchedule",
         "gpuPool.taint.key",
@@ -210,7 +210,11 @@ def test_tenant_namespace_that_is_the_platforms(files, field):
 
 
 def test_tenant_namespace_of_the_parent_gateway(files):
-    refused(files.kind_with(lambda c: tenant(c, 2).update(name="gateway-system")), "gateway.parentGateway.namespace")
+    def change(config):
+        config["gpu-platform:gateway"] = {"exposure": "gateway-api"}
+        tenant(config, 2).update(name="gateway-system")
+
+    refused(files.kind_with(change), "gateway.parentGateway.namespace")
 
 
 def test_tenant_namespaces_collide(files):
