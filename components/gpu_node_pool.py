@@ -24,6 +24,7 @@ import yaml
 from components import labels
 from components.helm import FAKE_GPU_OPERATOR, NVIDIA_DEVICE_PLUGIN, release
 from infra.config import GpuPoolSettings, PlatformNamespaces
+from policies.platform_rules.contract import FAKE_POOL_LABEL, GPUS_PER_NODE_ANNOTATION
 
 # pulumi-kubernetes' annotation naming the server-side-apply field manager of a Patch resource.
 PATCH_FIELD_MANAGER = "pulumi.com/patchFieldManager"
@@ -54,7 +55,7 @@ def fake_operator_values(pool: GpuPoolSettings) -> dict[str, Any]:
     fake = pool.fake
     return {
         "topology": {
-            "nodePoolLabelKey": "run.ai/simulated-gpu-node-pool",
+            "nodePoolLabelKey": FAKE_POOL_LABEL,
             "nodePools": {
                 fake.pool: {
                     "gpuProduct": fake.gpu_product,
@@ -146,7 +147,7 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def _fake(self, args: GpuNodePoolArgs) -> tuple[pulumi.Output[int], pulumi.Output[int]]:
         pool = self._pool
-        nodes_patched = self._label_nodes(extra_labels={"run.ai/simulated-gpu-node-pool": pool.fake.pool})
+        nodes_patched = self._label_nodes(extra_labels={FAKE_POOL_LABEL: pool.fake.pool})
         self.ready.append(
             release(
                 "fake-gpu-operator",
@@ -161,7 +162,8 @@ class GpuNodePool(pulumi.ComponentResource):
 
     def _onprem(self, args: GpuNodePoolArgs) -> tuple[pulumi.Output[int], pulumi.Output[int]]:
         pool = self._pool
-        nodes_patched = self._label_nodes()
+        # The physical count, recorded where the policy pack bounds the pool's capacity by it.
+        nodes_patched = self._label_nodes(annotations={GPUS_PER_NODE_ANNOTATION: str(pool.gpus_per_node)})
         self.ready.append(
             release(
                 "nvidia-device-plugin",
@@ -189,7 +191,9 @@ class GpuNodePool(pulumi.ComponentResource):
         )
         return per_node, pulumi.Output.from_input(pool.eks.max_size)
 
-    def _label_nodes(self, extra_labels: dict[str, str] | None = None) -> list[pulumi.Resource]:
+    def _label_nodes(
+        self, extra_labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+    ) -> list[pulumi.Resource]:
         pool = self._pool
         patches = []
         for node in pool.nodes:
@@ -203,7 +207,7 @@ class GpuNodePool(pulumi.ComponentResource):
                         # A field manager of its own and no force: server-side apply never silently takes over
                         # taints another manager (kubeadm, an operator, `kubectl taint`) owns; it reports a
                         # conflict instead, and deleting this patch removes only what this manager set.
-                        "annotations": {PATCH_FIELD_MANAGER: "gpu-platform-pool"},
+                        "annotations": {PATCH_FIELD_MANAGER: "gpu-platform-pool", **(annotations or {})},
                     },
                     spec=spec if pool.taint_nodes else None,
                     opts=pulumi.ResourceOptions(parent=self, retain_on_delete=False),

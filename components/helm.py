@@ -8,6 +8,8 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from policies.platform_rules import contract
+
 
 @dataclass(frozen=True)
 class Chart:
@@ -21,11 +23,15 @@ class Chart:
         return self.ref or self.name
 
 
-FAKE_GPU_OPERATOR = Chart("fake-gpu-operator", "0.2.0", ref="oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator")
-NVIDIA_DEVICE_PLUGIN = Chart("nvidia-device-plugin", "0.20.0", "https://nvidia.github.io/k8s-device-plugin")
+FAKE_GPU_OPERATOR = Chart(
+    contract.FAKE_GPU_OPERATOR_CHART, "0.2.0", ref="oci://ghcr.io/run-ai/fake-gpu-operator/fake-gpu-operator"
+)
+NVIDIA_DEVICE_PLUGIN = Chart(
+    contract.NVIDIA_DEVICE_PLUGIN_CHART, "0.20.0", "https://nvidia.github.io/k8s-device-plugin"
+)
 KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "88.5.3", "https://prometheus-community.github.io/helm-charts")
 PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", "https://prometheus-community.github.io/helm-charts")
-DCGM_EXPORTER = Chart("dcgm-exporter", "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
+DCGM_EXPORTER = Chart(contract.DCGM_EXPORTER_CHART, "4.8.2", "https://nvidia.github.io/dcgm-exporter/helm-charts")
 
 
 def release(

@@ -7,14 +7,27 @@ policy pack, network policies and Prometheus rules select on.
 
 from __future__ import annotations
 
+# The platform.io labels are defined once, in the contract the policy pack reads them by.
+from policies.platform_rules.contract import CAPACITY_LABEL as CAPACITY
+from policies.platform_rules.contract import COST_CENTER_LABEL as COST_CENTER
+from policies.platform_rules.contract import ENVIRONMENT_LABEL as ENVIRONMENT
+from policies.platform_rules.contract import TENANT_LABEL as TENANT
+from policies.platform_rules.contract import TIER_LABEL as TIER
+
+__all__ = [
+    "CAPACITY",
+    "COST_CENTER",
+    "ENVIRONMENT",
+    "MANAGED_BY",
+    "PART_OF",
+    "TENANT",
+    "TIER",
+    "namespace_selector",
+    "recommended",
+]
+
 PART_OF = "gpu-platform"
 MANAGED_BY = "pulumi"
-
-TENANT = "platform.io/tenant"
-TIER = "platform.io/tier"
-ENVIRONMENT = "platform.io/environment"
-COST_CENTER = "cost-center"
-CAPACITY = "platform.io/capacity"
 
 
 def recommended(

@@ -22,8 +22,8 @@ from components.tenant import API_KEY_SECRET
 from components.tenant_rbac import ROLES, role_rules
 from infra.config import GpuPoolSettings, PlatformSettings, Tier
 from infra.quantity import format_bytes, format_cpu
+from policies.platform_rules.contract import CAPACITY_CONFIGMAP, CAPACITY_LABEL_VALUE
 
-CAPACITY_CONFIGMAP = "platform-capacity"
 # The platform's own pods (gateway, Redis, Prometheus, the metrics adapter) outrank every tenant tier, so a
 # gold worker that preempts to fit never evicts what every tenant depends on. The highest value Kubernetes
 # allows outside its own system-* classes; tier priorities must stay below it.
@@ -81,7 +81,7 @@ class PlatformCore(pulumi.ComponentResource):
             metadata={
                 "name": CAPACITY_CONFIGMAP,
                 "namespace": self.system_namespace,
-                "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: "true"},
+                "labels": {**labels.recommended("platform", "capacity"), labels.CAPACITY: CAPACITY_LABEL_VALUE},
             },
             data=pulumi.Output.from_input(args.gpu_capacity).apply(
                 lambda gpus: capacity_data(args.platform, args.gpu_pool, self._reconcile_gpus(args.platform, gpus))

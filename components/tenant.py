@@ -8,7 +8,6 @@ secrets, and hashed (SHA-256) for the gateway, which never sees a key itself.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -20,6 +19,7 @@ from components.tenant_network import tenant_network_policies
 from components.tenant_rbac import ROLES, subjects
 from infra.config import PlatformNamespaces, Quota, Tenant
 from infra.quantity import format_bytes, format_cpu
+from policies.platform_rules.contract import hash_api_key
 
 API_KEY_SECRET = "tenant-api-keys"
 QUOTA_NAME = "tenant-quota"
@@ -47,11 +47,6 @@ class TenantStackArgs:
     # The Hugging Face token (a Pulumi secret) and, per namespace, the Secret names workers read it from.
     hf_token: pulumi.Input[str] | None = None
     hf_token_secrets: dict[str, tuple[str, ...]] | None = None
-
-
-def hash_api_key(key: str) -> str:
-    """The only form in which the gateway knows a key."""
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
 def quota_hard(quota: Quota) -> dict[str, str]:

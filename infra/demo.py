@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import hashlib
 import secrets
 import statistics
 import tempfile
@@ -24,6 +23,7 @@ from rich.table import Table
 
 from infra.gateway_document import gateway_document
 from infra.stack_file import load_stack_file, stack_file_path
+from policies.platform_rules.contract import hash_api_key
 from services.gateway.process import gateway, redis_server, write_config
 from services.mock_worker.process import mock_worker
 
@@ -59,7 +59,7 @@ def main(stack: str = "kind") -> int:
     console = Console(width=150)
     config = load_stack_file(stack_file_path(stack))
     keys = {tenant.name: f"sk-demo-{secrets.token_urlsafe(24)}" for tenant in config.tenants}
-    hashes = {name: {"demo": hashlib.sha256(key.encode()).hexdigest()} for name, key in keys.items()}
+    hashes = {name: {"demo": hash_api_key(key)} for name, key in keys.items()}
     with contextlib.ExitStack() as running, tempfile.TemporaryDirectory() as workdir:
         console.print(f"[bold]demo[/]: data plane of stack {stack!r} on 127.0.0.1 (Redis, mock workers, gateway)")
         redis = running.enter_context(redis_server())

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from policies.platform_rules.quantity import BINARY_UNITS as _BINARY
 from policies.platform_rules.quantity import parse_quantity
 
 __all__ = ["format_bytes", "format_cpu", "parse_quantity"]
-
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 
 
 def format_cpu(cores: Decimal) -> str:

@@ -24,8 +24,9 @@ import aiohttp  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
 import uvloop  # noqa: E402
 
+from services.gateway.limit_scripts import SCRIPTS  # noqa: E402
 from services.gateway.process import redis_server  # noqa: E402
-from services.gateway.ratelimit import _SCRIPT, _SHA, WINDOW_MS  # noqa: E402
+from services.gateway.ratelimit import WINDOW_MS  # noqa: E402
 from services.gateway.redis_client import RedisClient  # noqa: E402
 from services.gateway.upstream_client import UpstreamClient  # noqa: E402
 from services.mock_worker.process import mock_worker  # noqa: E402
@@ -33,7 +34,9 @@ from services.mock_worker.process import mock_worker  # noqa: E402
 BODY = b'{"model":"bench-model","messages":[{"role":"user","content":"hello"}],"max_tokens":1}'
 PATH = "/v1/chat/completions"
 HEADERS = [(b"content-type", b"application/json")]
-KEYS = ("rl:{bench}:r:1", "rl:{bench}:r:0", "rl:{bench}:t:1", "rl:{bench}:t:0")
+KEYS = ("rl:{bench}:r:1", "rl:{bench}:r:0", "rl:{bench}:t:1", "rl:{bench}:t:0", "rl:{bench}:slots", "rl:{bench}:queue")
+# The gateway's own admission script, exactly as it runs (with no concurrency cap: the rate check alone).
+_SCRIPT, _SHA = SCRIPTS["admit"]
 
 
 async def timed(one, calls: int, callers: int) -> dict:
@@ -51,7 +54,7 @@ async def timed(one, calls: int, callers: int) -> dict:
 
 
 def script_args() -> tuple:
-    return (int(time.time() * 1000), WINDOW_MS, 10**9, 10**12, 5)
+    return (int(time.time() * 1000), WINDOW_MS, 10**9, 10**12, 5, 0, 0, 15_000, "lease")
 
 
 async def upstream_rows(url: str, calls: int, callers: int) -> list[dict]:

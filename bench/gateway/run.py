@@ -127,6 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--skip-litellm", action="store_true")
+    parser.add_argument(
+        "--baseline", type=Path, help="another checkout of this repository: its gateway is measured in the same run"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -166,6 +169,9 @@ def main() -> None:
             rows.append(
                 measure("this gateway (auth, Redis limits, metrics)", gw.url, args.duration, KEY, gw.process.pid)
             )
+        if args.baseline:
+            with gateway(write_config(document, work), redis.url, log_level="WARNING", root=args.baseline) as gw:
+                rows.append(measure(f"baseline gateway ({args.baseline})", gw.url, args.duration, KEY, gw.process.pid))
         if not args.skip_litellm and LITELLM.exists():
             with litellm_proxy(upstream.url, work) as (url, process):
                 rows.append(measure("LiteLLM proxy", url, args.duration, LITELLM_KEY, process.pid))
@@ -174,8 +180,11 @@ def main() -> None:
         f"added latency c=1: p50 {ours['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, p99 {ours['c1']['p99_ms'] - direct['c1']['p99_ms']:.3f} ms"
     )
     print(f"c=32 throughput: gateway/direct {ours['c32']['rps'] / direct['c32']['rps']:.2f}x")
-    if len(rows) > 2:
-        print(f"c=32 throughput: gateway/LiteLLM {ours['c32']['rps'] / rows[2]['c32']['rps']:.1f}x")
+    for row in rows[2:]:
+        print(
+            f"{row['target']}: added c=1 p50 {row['c1']['p50_ms'] - direct['c1']['p50_ms']:.3f} ms, "
+            f"c=32 {row['c32']['rps'] / direct['c32']['rps']:.2f}x direct, gateway/it {ours['c32']['rps'] / row['c32']['rps']:.2f}x"
+        )
     print(json.dumps(noisy_neighbour(args.duration), indent=1))
 
 

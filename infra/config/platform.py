@@ -22,6 +22,7 @@ from infra.config.base import (
     dns_label,
 )
 from infra.config.pool_modes import POOL_MODES
+from policies.platform_rules.contract import image_pinned
 
 
 class Capacity(Model):
@@ -208,8 +209,7 @@ class Images(Model):
     def _pinned(cls, value: str | None) -> str | None:
         if value is None:
             return value
-        name = value.rsplit("/", 1)[-1]
-        if "@sha256:" not in value and (":" not in name or name.endswith(":latest")):
+        if not image_pinned(value):  # the policy pack's workload-security applies the same test
             raise ValueError(f"{value!r} must be pinned to a tag other than latest, or a digest")
         return value
 

@@ -21,6 +21,7 @@ from pulumi.runtime.sync_await import _sync_await
 
 from infra.config import PROJECT
 from infra.stack_file import to_pulumi_config
+from policies.platform_rules.contract import TENANT_LABEL
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for secret values
 _ALPHANUMERIC = string.ascii_letters + string.digits
@@ -168,7 +169,7 @@ def run_under_mocks(
 def _attribute(capture: Capture) -> None:
     by_urn = {resource.urn: resource for resource in capture.resources}
     namespace_tenants = {
-        r.inputs["metadata"]["name"]: r.inputs["metadata"].get("labels", {}).get("platform.io/tenant", "")
+        r.inputs["metadata"]["name"]: r.inputs["metadata"].get("labels", {}).get(TENANT_LABEL, "")
         for r in capture.kubernetes()
         if r.inputs.get("kind") == "Namespace"
     }

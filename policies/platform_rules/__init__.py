@@ -1,6 +1,8 @@
 """Policy rules of the GPU platform, shared by the CrossGuard pack and `platformctl policy check`."""
 
-from .model import PolicyConfig, Resource, Violation
+from .config import PackConfig, PolicyConfig
+from .model import Resource, Violation
 from .registry import REGISTRY, evaluate
+from .rule import Rule, rule
 
-__all__ = ["REGISTRY", "PolicyConfig", "Resource", "Violation", "evaluate"]
+__all__ = ["REGISTRY", "PackConfig", "PolicyConfig", "Resource", "Rule", "Violation", "evaluate", "rule"]

@@ -12,18 +12,31 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from .model import PolicyConfig, Resource
-from .registry import REGISTRY, Rule
+from .config import PackConfig, PolicyConfig
+from .model import Resource
+from .registry import REGISTRY
+from .rule import Rule, checked
 
 CONFIG_SCHEMA = PolicyConfigSchema(
     properties={
-        "maxTenantShare": {"type": "number", "default": 0.30, "minimum": 0, "maximum": 1},
-        "overSubscriptionRatio": {"type": "number", "default": 1.0, "minimum": 1},
+        "maxTenantShare": {
+            "type": "number",
+            "default": 0.30,
+            "exclusiveMinimum": 0,
+            "maximum": 1,
+            "description": "Largest share of the cluster one tenant may hold; a stack may only lower it",
+        },
+        "overSubscriptionRatio": {
+            "type": "number",
+            "default": 1.0,
+            "minimum": 1,
+            "description": "All tenants' quotas together stay within capacity x this; a stack may only lower it",
+        },
         "gpuTaintKey": {"type": "string", "default": "nvidia.com/gpu"},
         "gpuPoolLabel": {"type": "string", "default": "platform.io/pool=gpu"},
         "capacity": {
             "type": "object",
-            "description": "Fallback when the stack has no platform-capacity ConfigMap",
+            "description": "A ceiling on the cluster's size, and the size where the stack has no capacity record",
             "properties": {"cpu": {"type": "string"}, "memory": {"type": "string"}, "gpu": {"type": "string"}},
         },
     }
@@ -42,7 +55,9 @@ def _stack_validator(rule: Rule):
     def validate(args, report_violation) -> None:
         resources = [_resource(item) for item in args.resources]
         urns = _urns(resources)
-        for where, message in rule.fn(resources, PolicyConfig.from_mapping(args.get_config())):
+        # CrossGuard runs each policy on its own, with its own configuration: resolve once per policy.
+        settings = PolicyConfig.resolve(PackConfig.from_mapping(args.get_config()), resources)
+        for where, message in checked(rule, resources, settings):
             report_violation(message, urns.get(where))
 
     return validate
@@ -51,7 +66,7 @@ def _stack_validator(rule: Rule):
 def _resource_validator(rule: Rule):
     def validate(args, report_violation) -> None:
         resource = _resource(args)
-        for message in rule.fn(resource, PolicyConfig.from_mapping(args.get_config())):
+        for message in checked(rule, resource, PolicyConfig.resolve(PackConfig.from_mapping(args.get_config()), [])):
             report_violation(message)
 
     return validate
@@ -65,7 +80,7 @@ def policies() -> list:
             "description": rule.description,
             "enforcement_level": EnforcementLevel(rule.level),
             "severity": Severity(rule.severity),
-            "config_schema": CONFIG_SCHEMA if rule.uses_config else None,
+            "config_schema": CONFIG_SCHEMA,
         }
         if rule.scope == "stack":
             built.append(StackValidationPolicy(validate=_stack_validator(rule), **common))

@@ -5,13 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .model import PolicyConfig, Resource, containers, quantity
+from . import contract
+from .config import PolicyConfig
+from .model import Resource, containers, quantity
+from .rule import rule
 
-GPU = "nvidia.com/gpu"
+GPU = contract.GPU_RESOURCE
 # Charts that run GPU DaemonSets, and where their values carry tolerations.
-GPU_CHARTS = {"nvidia-device-plugin", "dcgm-exporter"}
+GPU_CHARTS = {contract.NVIDIA_DEVICE_PLUGIN_CHART, contract.DCGM_EXPORTER_CHART}
 # fake-gpu-operator has no tolerations value: its pods tolerate nvidia.com/gpu (Exists, NoSchedule) built in.
-FAKE_OPERATOR = "fake-gpu-operator"
+FAKE_OPERATOR = contract.FAKE_GPU_OPERATOR_CHART
 
 
 def requests_gpu(pod: dict[str, Any]) -> bool:
@@ -59,11 +62,19 @@ def selects_pool(pod: dict[str, Any], label: tuple[str, str]) -> bool:
 
 
 def _chart(resource: Resource) -> str:
-    return str(resource.props.get("chart", "")).rstrip("/").rsplit("/", 1)[-1]
+    return contract.chart_name(resource.props.get("chart"))
 
 
+@rule(
+    name="gpu-placement",
+    description=(
+        "Pods requesting nvidia.com/gpu tolerate the GPU taint, select the GPU pool and limit GPUs to their request; "
+        "GPU DaemonSet charts tolerate the taint."
+    ),
+    level="mandatory",
+    severity="high",
+)
 def gpu_placement(resources: list[Resource], config: PolicyConfig) -> Iterator[tuple[str, str]]:
-    config = config.with_stack(resources)
     key, label = config.gpu_taint_key, config.pool_label
     for resource in resources:
         pod = resource.pod_spec()
@@ -100,8 +111,14 @@ def gpu_placement(resources: list[Resource], config: PolicyConfig) -> Iterator[t
                 )
 
 
+@rule(
+    name="gpu-taint-toleration-scoped",
+    description="Pods that request no GPU do not tolerate the GPU taint.",
+    level="advisory",
+    severity="medium",
+)
 def gpu_taint_toleration_scoped(resources: list[Resource], config: PolicyConfig) -> Iterator[tuple[str, str]]:
-    key = config.with_stack(resources).gpu_taint_key
+    key = config.gpu_taint_key
     for resource in resources:
         pod = resource.pod_spec()
         if pod is not None and not requests_gpu(pod) and tolerates(pod.get("tolerations"), key):

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-_BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL = {
+# Suffix -> multiplier, as Kubernetes spells them (the program formats with the same table).
+BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+DECIMAL_UNITS = {
     "n": "1e-9",
     "u": "1e-6",
     "m": "1e-3",
@@ -31,11 +32,20 @@ def parse_quantity(value: str | int | float | Decimal) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
         raise ValueError(f"{value!r} is not a Kubernetes quantity")
     if isinstance(value, (int, Decimal)):
-        return Decimal(value)
-    if isinstance(value, float):
-        return Decimal(repr(value))
+        number = Decimal(value)
+    elif isinstance(value, float):
+        number = Decimal(repr(value))
+    else:
+        number = None
+    if number is not None:
+        # NaN and infinity compare as errors (or never), so they would switch a check off.
+        if not number.is_finite():
+            raise ValueError(f"{value!r} is not a Kubernetes quantity")
+        return number
     match = _QUANTITY.match(value.strip())
     if not match:
         raise ValueError(f'{value!r} is not a Kubernetes quantity (examples: "500m", "2", "16Gi")')
     suffix = match.group(2) or ""
-    return Decimal(match.group(1)) * (_BINARY[suffix] if suffix in _BINARY else Decimal(_DECIMAL[suffix]))
+    return Decimal(match.group(1)) * (
+        BINARY_UNITS[suffix] if suffix in BINARY_UNITS else Decimal(DECIMAL_UNITS[suffix])
+    )

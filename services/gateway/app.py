@@ -1,4 +1,5 @@
-"""The gateway's ASGI application: OpenAI's completions and models endpoints, health, readiness, metrics."""
+"""The gateway's ASGI applications: OpenAI's completions and models endpoints, health and readiness on the
+API port; metrics on their own port."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ LOG = logging.getLogger("gateway")
 TEXT = b"text/plain; charset=utf-8"
 
 
+def _model_object(model: str) -> dict:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "gpu-platform"}
+
+
 class Gateway:
     """An ASGI application (uvicorn runs it); `state.draining` turns readiness off for a graceful stop."""
 
@@ -31,14 +36,20 @@ class Gateway:
         self.state = GatewayState.load(settings)
         self.metrics = metrics = GatewayMetrics()
         self.limiter = RateLimiter(
-            settings.redis_url, settings.fail_closed, on_backend_change=lambda up: metrics.backend_up.set(int(up))
+            settings.redis_url,
+            settings.fail_closed,
+            settings.lease_seconds,
+            on_backend_change=lambda up: metrics.backend_up.set(int(up)),
+            redis_timeout=settings.redis_timeout_seconds,
         )
+        self.limiter.on_script_error = metrics.script_errors.inc
         metrics.backend_up.set(1 if settings.redis_url else 0)
         metrics.declare_tenants(self.state.document.tenants)
         self.upstreams = Upstreams(
             settings.connect_timeout_seconds,
             settings.upstream_timeout_seconds,
             CircuitBreakers(settings.breaker_failures, settings.breaker_open_seconds),
+            settings.first_byte_timeout,
         )
         self.completions = Completions(
             settings,
@@ -55,13 +66,36 @@ class Gateway:
             "/v1/models": ("GET", self._models),
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
-            "/metrics": ("GET", self._metrics),
         }
         self._watcher: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def begin_drain(self) -> None:
+        """SIGTERM: not ready at once; requests still running `drain_seconds` later are ended.
+
+        Called from a signal handler, so it only schedules work on the loop.
+        """
+        self.state.draining = True
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(
+                self._loop.call_later, self.settings.drain_seconds, self.completions.end_all
+            )
+
+    async def metrics_app(self, scope, receive, send) -> None:
+        """The ASGI application on the metrics port: /metrics, and nothing of the API."""
+        if scope["type"] != "http":
+            return
+        if scope["path"] != "/metrics":
+            await send_reply(send, error(404, f"no route {scope['path']!r}", code="not_found"))
+            return
+        body = generate_latest(self.metrics.registry)
+        await send_reply(send, Reply(200, body, content_type=CONTENT_TYPE_LATEST.encode()))
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             route = self.routes.get(scope["path"])
+            if route is None and scope["path"].startswith("/v1/models/"):
+                route = ("GET", self._model)
             if route is None:
                 await send_reply(send, error(404, f"no route {scope['path']!r}", code="not_found"))
             elif scope["method"] != route[0] and not (scope["method"] == "HEAD" and route[0] == "GET"):
@@ -82,13 +116,27 @@ class Gateway:
         await self.completions(scope, receive, send, chat=False)
 
     async def _models(self, scope, receive, send) -> None:
-        who = self.state.authenticate(dict(scope["headers"]))
+        who = self.state.authenticate(dict(scope["headers"]), scope["headers"])
         if isinstance(who, Reply):
             await send_reply(send, who)
             return
         _, tenant = who
-        data = [{"id": model, "object": "model", "created": 0, "owned_by": "gpu-platform"} for model in tenant.models]
+        data = [_model_object(model) for model in tenant.models]
         await send_reply(send, Reply(200, orjson.dumps({"object": "list", "data": data})))
+
+    async def _model(self, scope, receive, send) -> None:
+        """GET /v1/models/{id}, as OpenAI answers it: the model, or 404 for one this key may not use."""
+        who = self.state.authenticate(dict(scope["headers"]), scope["headers"])
+        if isinstance(who, Reply):
+            await send_reply(send, who)
+            return
+        _, tenant = who
+        model = scope["path"][len("/v1/models/") :]
+        if model in tenant.models:
+            await send_reply(send, Reply(200, orjson.dumps(_model_object(model))))
+            return
+        # The same answer whether the model exists for another tenant or nowhere.
+        await send_reply(send, error(404, f"the model '{model}' does not exist", code="model_not_found", param="model"))
 
     async def _healthz(self, scope, receive, send) -> None:
         await send_reply(send, Reply(200, b"ok", content_type=TEXT))
@@ -98,19 +146,25 @@ class Gateway:
             reply = Reply(503, b"draining", content_type=TEXT)
         elif self.settings.fail_closed and not self.limiter.backend_up:
             reply = Reply(503, b"rate-limit backend unavailable", content_type=TEXT)
+        elif self._watcher is not None and self._watcher.done():
+            reply = Reply(503, b"tenant config watcher stopped", content_type=TEXT)
         else:
             reply = Reply(200, b"ready", content_type=TEXT)
         await send_reply(send, reply)
 
-    async def _metrics(self, scope, receive, send) -> None:
-        body = generate_latest(self.metrics.registry)
-        await send_reply(send, Reply(200, body, content_type=CONTENT_TYPE_LATEST.encode()))
+    def _watcher_stopped(self, task: asyncio.Task) -> None:
+        self.metrics.watcher_up.set(0)
+        if not task.cancelled():
+            LOG.error("tenant config watcher stopped", extra={"problem": repr(task.exception())})
 
     async def _lifespan(self, receive, send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                self._loop = asyncio.get_running_loop()
                 self._watcher = asyncio.create_task(self.state.watch(self.metrics))
+                self.metrics.watcher_up.set(1)
+                self._watcher.add_done_callback(self._watcher_stopped)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:

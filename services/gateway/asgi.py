@@ -8,8 +8,7 @@ needs none of the rest.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 Headers = list[tuple[bytes, bytes]]
@@ -56,27 +55,13 @@ async def read_body(receive, limit: int) -> bytes | None:
             return b"".join(parts) if size <= limit else None
 
 
-async def send_stream(
-    send, receive, status: int, headers: Headers, chunks: AsyncIterator[bytes], on_disconnect: Callable[[], None]
-) -> None:
-    """Send chunks as they come (chunked transfer encoding); call `on_disconnect` if the client leaves first.
+async def send_stream(send, status: int, headers: Headers, chunks: AsyncIterator[bytes]) -> None:
+    """Send chunks as they come (chunked transfer encoding).
 
-    The server drops writes to a departed client silently, so the only sign is http.disconnect on
-    receive(): watch for it beside the stream, and let `on_disconnect` break the stream's source.
+    The server drops writes to a departed client silently, so the only sign that it left is
+    http.disconnect on receive(): the caller watches for that and breaks the stream's source.
     """
-    finished = False
-
-    def watched(message: asyncio.Future) -> None:
-        if not finished and not message.cancelled() and message.exception() is None:
-            on_disconnect()
-
-    watcher = asyncio.ensure_future(receive())
-    watcher.add_done_callback(watched)
-    try:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    finally:
-        finished = True
-        watcher.cancel()
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    async for chunk in chunks:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

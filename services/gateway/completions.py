@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -15,41 +14,20 @@ from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_st
 from services.gateway.config import Tenant
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
-from services.gateway.ratelimit import Decision, RateLimiter
+from services.gateway.ratelimit import Admission, Decision, RateLimiter, ScriptFailed
+from services.gateway.request_fields import requested_tokens, token_charge, validate_body
 from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
+from services.gateway.server_protocol import DISCONNECT_HOOKS
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
-from services.gateway.upstream import HOP_HEADERS, UpstreamFailure, Upstreams, relay_events, usage_of
-from services.gateway.upstream_client import UpstreamError, UpstreamResponse
+from services.gateway.upstream import HOP_HEADERS, EventTooLarge, UpstreamFailure, Upstreams, relay_events, usage_of
+from services.gateway.upstream_client import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge
 
 LOG = logging.getLogger("gateway")
 # A client's request id is passed on and echoed only if it is a plain token; otherwise the gateway makes one.
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 PATHS = {True: "/v1/chat/completions", False: "/v1/completions"}
-
-
-def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Reply:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return error(400, "request body is not valid JSON")
-    if not isinstance(body, dict):
-        return error(400, "request body must be a JSON object")
-    if not isinstance(body.get("model"), str) or not body["model"]:
-        return error(400, "missing required field 'model'", param="model")
-    field_name = "messages" if chat else "prompt"
-    value = body.get(field_name)
-    if (chat and not isinstance(value, list)) or (not chat and not isinstance(value, (str, list))):
-        return error(400, f"missing or invalid required field '{field_name}'", param=field_name)
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-        return error(400, "max_tokens must be a positive integer", param="max_tokens")
-    if "stream" in body and not isinstance(body["stream"], bool):
-        return error(400, "stream must be a boolean", param="stream")
-    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
-        return error(400, "stream_options must be an object", param="stream_options")
-    return body
 
 
 def too_many(tenant: Tenant, decision: Decision, ids: Headers) -> Reply:
@@ -82,14 +60,77 @@ def queue_full(ids: Headers) -> Reply:
     )
 
 
-@dataclass(slots=True)
-class Call:
-    """One authenticated, well-formed request, as admission, the relay and the metrics see it."""
+def shutting_down(ids: Headers) -> Reply:
+    return error(
+        503, "the gateway is shutting down; retry the request", code="server_shutting_down",
+        headers=[(b"retry-after", b"1"), *ids],
+    )  # fmt: skip
 
-    tenant: str
-    model: str
-    ids: Headers  # the x-request-id header, passed on and echoed
-    started: float
+
+class Call:
+    """One request from the moment its body is read: who, what, and how to stop it.
+
+    The client's departure (http.disconnect on receive()) and the end of a drain both stop it
+    through `end()`: once a response is open, by aborting that response (the engine sees its
+    connection close and stops generating); before, by cancelling the request's task, which
+    gives back its queue place or slot and its charge on the way out.
+    """
+
+    __slots__ = ("tenant", "model", "ids", "started", "task", "response", "finished", "left", "drained", "watcher")
+
+    def __init__(self, started: float) -> None:
+        self.tenant = self.model = ""
+        self.ids: Headers = []  # the x-request-id header, passed on and echoed
+        self.started = started
+        self.task: asyncio.Task | None = None
+        self.response: UpstreamResponse | None = None
+        self.finished = False  # the last byte is handed to the server: nothing left to stop
+        self.left = False
+        self.drained = False
+        self.watcher: asyncio.Future | None = None
+
+    def watch(self, scope, receive) -> None:
+        self.task = asyncio.current_task()
+        hooks = scope.get(DISCONNECT_HOOKS)
+        if hooks is not None:  # the gateway's own server protocol says when the connection is lost
+            hooks.append(self._gone)
+            return
+        self.watcher = asyncio.ensure_future(receive())
+        self.watcher.add_done_callback(self._message)
+
+    def _gone(self) -> None:
+        if not self.finished:
+            self.left = True
+            self.end()
+
+    def _message(self, message: asyncio.Future) -> None:
+        if message.cancelled() or message.exception() is not None:
+            return
+        if message.result().get("type") == "http.disconnect":
+            self._gone()
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        if self.response is not None:
+            self.response.abort()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        self.finished = True
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+class Outcome:
+    """What accounting needs at the end: whether an engine may have worked on it, and the usage it reported."""
+
+    __slots__ = ("reached", "used")
+
+    def __init__(self) -> None:
+        self.reached = False
+        self.used: int | None = None
 
 
 class Completions:
@@ -104,16 +145,36 @@ class Completions:
     ) -> None:
         self.settings, self.state, self.limiter = settings, state, limiter
         self.scheduler, self.upstreams, self.metrics = scheduler, upstreams, metrics
+        self.active: set[Call] = set()  # for the end of a drain
+
+    def end_all(self) -> None:
+        """The drain deadline: end every request still running (streams get an SSE error event)."""
+        for call in list(self.active):
+            call.drained = True
+            call.end()
 
     async def __call__(self, scope, receive, send, chat: bool) -> None:
         """Answer one request; every path that does not reach an upstream ends in an error reply."""
-        started = time.perf_counter()
-        reply = await self._serve(dict(scope["headers"]), receive, send, chat, started)
+        call = Call(time.perf_counter())
+        self.active.add(call)
+        try:
+            reply = await self._serve(scope, receive, send, chat, call)
+        except asyncio.CancelledError:
+            if not (call.left or call.drained):
+                raise
+            call.task.uncancel()
+            reply = shutting_down(call.ids) if call.drained and not call.left else None
+            self.metrics.request(call.tenant, call.model, "", "503" if reply else "499")
+        finally:
+            call.close()
+            self.active.discard(call)
         if reply is not None:
             await send_reply(send, reply)
 
-    async def _serve(self, headers, receive, send, chat: bool, started: float) -> Reply | None:
-        who = self.state.authenticate(headers)
+    async def _serve(self, scope, receive, send, chat: bool, call: Call) -> Reply | None:
+        raw_headers = scope["headers"]
+        headers = dict(raw_headers)
+        who = self.state.authenticate(headers, raw_headers)
         if isinstance(who, Reply):
             return who
         name, tenant = who
@@ -141,112 +202,200 @@ class Completions:
         sticky = given_id is not None and REQUEST_ID.fullmatch(given_id) is not None
         # An id for tracing, not a secret: no system call for randomness on every request.
         request_id = given_id if sticky else b"%032x" % random.getrandbits(128)
-        call = Call(name, model, [(b"x-request-id", request_id)], started)
-        cost = len(raw) // 4 + int(
-            body.get("max_completion_tokens") or body.get("max_tokens") or self.settings.default_max_tokens
-        )
-        refusal = await self._admit(call, tenant, cost)
-        if refusal is not None:
-            return refusal
+        call.tenant, call.model, call.ids = name, model, [(b"x-request-id", request_id)]
+        limits = tenant.limits
+        output_cap = limits.output_cap(model, self.settings.default_max_tokens)
+        rewrite = False
+        if requested_tokens(body) is None:
+            # What is charged is what the engine is allowed to generate: say so to the engine.
+            body["max_tokens"], rewrite = output_cap, True
+        cost = token_charge(len(raw), body, output_cap)
+        if limits.tpm is not None and cost > limits.tpm:
+            # Never admissible, so not a 429 (clients retry those): say what to change.
+            return error(
+                400,
+                f"this request may use up to {cost} tokens, more than this key's {limits.tpm} tokens per minute; "
+                "lower max_tokens, n or the prompt",
+                code="tokens_exceed_limit",
+                param="max_tokens",
+                headers=call.ids,
+            )
+        stream = body.get("stream") is True
+        strip_usage = stream and not (body.get("stream_options") or {}).get("include_usage")
+        if strip_usage:
+            # Ask the engine for usage so tokens are counted, and hide it from the client.
+            body["stream_options"], rewrite = {**(body.get("stream_options") or {}), "include_usage": True}, True
+        if rewrite:
+            raw = orjson.dumps(body)
+        call.watch(scope, receive)
+        admission = await self._admit(call, tenant, cost)
+        if isinstance(admission, Reply):
+            return admission
         holding = self.metrics.holding(name)
         holding.inc()
+        outcome = Outcome()
         try:
             choices = [(u, tenant.upstreams[u]) for u in candidates(route, request_id.decode() if sticky else None)]
-            return await self._relay(send, receive, call, choices, body, raw, chat)
+            return await self._relay(send, call, choices, stream, strip_usage, raw, chat, outcome)
         finally:
             holding.dec()
             self.scheduler.release(name)
+            self.limiter.finish(admission, outcome.used, outcome.reached, limits.max_concurrency)
 
-    async def _admit(self, call: Call, tenant: Tenant, cost: int) -> Reply | None:
-        """Charge the shared limits and take an upstream slot (None), or say why not."""
+    async def _admit(self, call: Call, tenant: Tenant, cost: int) -> Admission | Reply:
+        """Charge the shared limits, take a slot in the tenant's cap and an upstream slot, or say why not."""
         name, limits = call.tenant, tenant.limits
-        if not self.scheduler.has_room(name):
+        cap = limits.max_concurrency
+        if not self.scheduler.has_room(name) or self.limiter.queue_full_here(name, limits.max_queue):
             # Refused before the shared limit is charged: a refused request must not use up the tenant's quota.
             self.metrics.refused(name, call.model, "queue")
             return queue_full(call.ids)
-        decision = await self.limiter.check(name, limits.rpm, limits.tpm, cost)
-        if decision is None:
+        try:
+            result = await self.limiter.admit(name, limits.rpm, limits.tpm, cost, cap, limits.max_queue)
+        except ScriptFailed:
+            self.metrics.request(name, call.model, "", "500")
+            return error(
+                500,
+                "the gateway could not check this request against its limits; it was not served",
+                code="ratelimit_error",
+                headers=call.ids,
+            )
+        if result is None:
             return error(
                 503,
                 "rate limiting unavailable; try again shortly",
                 code="ratelimit_unavailable",
                 headers=[(b"retry-after", b"1"), *call.ids],
             )
-        if not decision.allowed:
+        decision, admission = result
+        if admission is None:
             self.metrics.refused(name, call.model, decision.reason)
-            return too_many(tenant, decision, call.ids)
-        if self.scheduler.try_acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue):
-            return None
-        queued = self.metrics.queued(name)
-        queued.inc()
+            return queue_full(call.ids) if decision.reason == "queue" else too_many(tenant, decision, call.ids)
         try:
-            await self.scheduler.acquire(name, tenant.weight, limits.max_concurrency, limits.max_queue)
+            if not admission.holding:
+                queued = self.metrics.queued(name)
+                queued.inc()
+                try:
+                    await self.limiter.wait_for_slot(admission, cap)
+                finally:
+                    queued.dec()
+            # Holding a shared slot, the tenant's local queue never overflows: the shared cap bounds it.
+            local_queue = cap if admission.shared else limits.max_queue
+            if self.scheduler.try_acquire(name, tenant.weight, cap, local_queue):
+                return admission
+            queued = self.metrics.queued(name)
+            queued.inc()
+            try:
+                await self.scheduler.acquire(name, tenant.weight, cap, local_queue)
+            finally:
+                queued.dec()
         except QueueFull:
+            self.limiter.finish(admission, None, False, cap)
             self.metrics.refused(name, call.model, "queue")
             return queue_full(call.ids)
-        finally:
-            queued.dec()
-        return None
+        except BaseException:  # the client left, or the drain ended it, while it waited
+            self.limiter.finish(admission, None, False, cap)
+            raise
+        return admission
 
-    async def _relay(self, send, receive, call: Call, choices, body: dict, raw: bytes, chat: bool) -> Reply | None:
-        stream = body.get("stream") is True
-        strip_usage = False
-        if stream and not (body.get("stream_options") or {}).get("include_usage"):
-            # Ask the engine for usage so tokens are counted, and hide that extra chunk from the client.
-            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-            raw, strip_usage = orjson.dumps(body), True
+    async def _relay(
+        self, send, call: Call, choices, stream: bool, strip_usage: bool, raw: bytes, chat: bool, outcome: Outcome
+    ) -> Reply | None:
+        # From here an engine may be working on it: a cancellation keeps the charge.
+        outcome.reached = True
         try:
             opened = await self.upstreams.open(choices, PATHS[chat], raw, call.ids[0][1])
         except UpstreamFailure as failure:
+            outcome.reached = failure.reached
             self.metrics.request(call.tenant, call.model, "", str(failure.status))
             return error(failure.status, str(failure), code="upstream_error", headers=call.ids)
         upstream, response = opened.name, opened.response
+        call.response = response
+        if call.left or call.drained:  # it happened while the response was opening
+            response.abort()
         headers = response.headers(HOP_HEADERS)
         headers += ((b"x-upstream", upstream.encode()), *call.ids)
         if stream and response.status == 200:
-            await self._stream(send, receive, call, upstream, response, strip_usage, headers)
+            await self._stream(send, call, upstream, response, strip_usage, headers, outcome)
             return None
+        settings = self.settings
         try:
-            payload = await response.read()
-        except UpstreamError:
-            self.metrics.request(call.tenant, call.model, upstream, "502")
-            return error(502, f"upstream {upstream!r} broke off the response", code="upstream_error", headers=call.ids)
+            payload = await response.read(
+                settings.max_response_bytes, response.started + settings.upstream_timeout_seconds
+            )
+        except UpstreamError as exc:
+            if call.left:
+                self.metrics.request(call.tenant, call.model, upstream, "499")
+                return None
+            if call.drained:
+                self.metrics.request(call.tenant, call.model, upstream, "503")
+                return shutting_down(call.ids)
+            status, problem = 502, f"upstream {upstream!r} broke off the response"
+            if isinstance(exc, UpstreamTimeout):
+                status, problem = (
+                    504,
+                    f"upstream {upstream!r} did not finish within {settings.upstream_timeout_seconds:g} s",
+                )
+            elif isinstance(exc, UpstreamTooLarge):
+                problem = f"upstream {upstream!r} sent a response larger than {settings.max_response_bytes} bytes"
+            self.metrics.request(call.tenant, call.model, upstream, str(status))
+            return error(status, problem, code="upstream_error", headers=call.ids)
         finally:
             response.release()
+        call.response = None
+        counted = usage_of(payload) if response.status == 200 else None
+        # An engine that refused the request generated nothing; one that answered without usage keeps the estimate.
+        outcome.used = sum(counted) if counted else (0 if response.status != 200 else None)
         headers.append((b"content-length", b"%d" % len(payload)))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        call.finished = True
         await send({"type": "http.response.body", "body": payload})
         # Accounting after the last byte is handed to the server: off the client's wait.
         self.metrics.request(
             call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
         )
-        counted = usage_of(payload) if response.status == 200 else None
         if counted:
             self.metrics.count_tokens(call.tenant, call.model, *counted)
         return None
 
     async def _stream(
-        self, send, receive, call: Call, upstream: str, response: UpstreamResponse, strip_usage: bool, headers: Headers
+        self,
+        send,
+        call: Call,
+        upstream: str,
+        response: UpstreamResponse,
+        strip_usage: bool,
+        headers: Headers,
+        outcome: Outcome,
     ) -> None:
         code = "200"
-        client_gone = False
-
-        def on_disconnect() -> None:
-            nonlocal client_gone
-            client_gone = True
-            response.abort()  # the engine sees its connection close and stops generating
 
         def count(prompt: int, completion: int) -> None:
+            outcome.used = prompt + completion
             self.metrics.count_tokens(call.tenant, call.model, prompt, completion)
+
+        def problem(message: str, kind: str) -> bytes:
+            # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).
+            body = {"error": {"message": message, "type": "api_error", "param": None, "code": kind}}
+            return b"data: " + orjson.dumps(body) + b"\n\n"
 
         async def events():
             nonlocal code
             try:
-                async for chunk in relay_events(response, strip_usage, count):
+                async for chunk in relay_events(response, strip_usage, count, self.settings.max_event_bytes):
                     yield chunk
+            except EventTooLarge:
+                response.abort()
+                code = "502"
+                yield problem(f"upstream {upstream!r} sent an event over {self.settings.max_event_bytes} bytes",
+                              "upstream_error")  # fmt: skip
             except UpstreamError:
-                if client_gone:
+                if call.left:
                     code = "499"  # nginx's "client closed request": nobody is left to tell
+                    return
+                if call.drained:
+                    code = "503"
+                    yield problem("the gateway is shutting down; the stream was cut short", "server_shutting_down")
                     return
                 code = "502"
                 LOG.warning(
@@ -258,21 +407,13 @@ class Completions:
                         "request_id": call.ids[0][1].decode(),
                     },
                 )
-                # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).
-                problem = {
-                    "error": {
-                        "message": f"upstream {upstream!r} broke off the stream",
-                        "type": "api_error",
-                        "param": None,
-                        "code": "upstream_error",
-                    }
-                }
-                yield b"data: " + orjson.dumps(problem) + b"\n\n"
+                yield problem(f"upstream {upstream!r} broke off the stream", "upstream_error")
 
         if not any(header == b"content-type" for header, _ in headers):
             headers.append((b"content-type", b"text/event-stream"))
         try:
-            await send_stream(send, receive, 200, headers, events(), on_disconnect)
+            await send_stream(send, 200, headers, events())
         finally:
+            call.finished = True
             response.release()
             self.metrics.request(call.tenant, call.model, upstream, code, time.perf_counter() - call.started)

@@ -24,11 +24,24 @@ class _Model(BaseModel):
     )
 
 
+# Bounds keep every number the limit script receives an exact integer (Lua numbers are doubles).
+LIMIT_MAX = 2**50
+
+
 class Limits(_Model):
-    rpm: int | None = Field(default=None, ge=0)
-    tpm: int | None = Field(default=None, ge=0)
-    max_concurrency: int = Field(default=16, ge=1)
-    max_queue: int = Field(default=32, ge=0)
+    rpm: int | None = Field(default=None, ge=0, le=LIMIT_MAX)
+    tpm: int | None = Field(default=None, ge=0, le=LIMIT_MAX)
+    # Requests in flight at the engines and waiting for a slot, across all gateway replicas.
+    max_concurrency: int = Field(default=16, ge=1, le=1_000_000)
+    max_queue: int = Field(default=32, ge=0, le=1_000_000)
+    # Output tokens per choice for a request that states no max_tokens: sent upstream as its
+    # max_tokens and charged up front (by model, else for all the tenant's models, else the
+    # gateway's GATEWAY_DEFAULT_MAX_TOKENS). A model's context limit is a sensible value here.
+    max_tokens: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    max_tokens_by_model: dict[str, int] = {}
+
+    def output_cap(self, model: str, default: int) -> int:
+        return self.max_tokens_by_model.get(model) or self.max_tokens or default
 
 
 class Route(_Model):
@@ -118,10 +131,24 @@ def validate(document: Document) -> Document:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ConfigError(f"tenants.{name}.upstreams.{upstream}: {url!r} is not an http:// or https:// URL")
+            try:
+                parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+            except ValueError:
+                raise ConfigError(f"tenants.{name}.upstreams.{upstream}: {url!r} has an invalid port") from None
         for model, route in tenant.routes.items():
             missing = [u for u in route.upstream_names if u not in tenant.upstreams]
             if missing:
                 raise ConfigError(f"tenants.{name}.routes.{model}: unknown upstreams {missing}")
+        for model, cap in tenant.limits.max_tokens_by_model.items():
+            if cap < 1:
+                raise ConfigError(f"tenants.{name}.limits.maxTokensByModel.{model}: must be at least 1, not {cap}")
+    owners: dict[str, str] = {}
+    for name, tenant in document.tenants.items():
+        for digest in tenant.key_hashes:
+            other = owners.setdefault(digest.lower(), name)
+            if other != name:
+                # One key would authenticate as whichever tenant came last: refuse the document instead.
+                raise ConfigError(f"tenants.{name}.keyHashes: {digest[:12]}… is also a key of tenant {other!r}")
     return document
 
 
@@ -135,6 +162,8 @@ def load(
             document = Document.model_validate_json(path.read_bytes())
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such file (set GATEWAY_CONFIG_FILE)") from None
+        except OSError as exc:  # a directory, no permission, a Secret volume mid-swap
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])

@@ -50,6 +50,12 @@ class GatewayMetrics:
             registry=r,
         )
         self.config_reloads = Counter("gateway_config_reloads", "Tenant document reloads.", ["result"], registry=r)
+        self.watcher_up = Gauge(
+            "gateway_config_watcher_up", "1 while the tenant document is watched for changes.", registry=r
+        )
+        self.script_errors = Counter(
+            "gateway_ratelimit_script_errors", "Limit script calls that answered with an error.", registry=r
+        )
         self._children: dict[tuple, object] = {}
 
     def _child(self, metric, *labels: str):

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,24 +61,34 @@ def write_config(document: dict[str, Any], directory: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class GatewayService(RunningService):
+    metrics_url: str
+    """Root URL of the metrics port: GET {metrics_url}/metrics."""
+
+
 @contextlib.contextmanager
 def gateway(
-    config_file: Path, redis_url: str | None = None, log_path: Path | None = None, **settings: Any
-) -> Iterator[RunningService]:
-    """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given."""
-    port = free_port()
+    config_file: Path, redis_url: str | None = None, log_path: Path | None = None, root: Path = ROOT, **settings: Any
+) -> Iterator[GatewayService]:
+    """A gateway process; extra keyword settings become GATEWAY_* environment variables; logs to `log_path` if given.
+
+    `root`: the checkout to run it from (the benchmark compares another revision in the same run).
+    """
+    port, metrics_port = free_port(), free_port()
     env = {
         **os.environ,
         "GATEWAY_HOST": "127.0.0.1",
         "GATEWAY_PORT": str(port),
+        "GATEWAY_METRICS_PORT": str(metrics_port),
         "GATEWAY_CONFIG_FILE": str(config_file),
     }
     if redis_url:
         env["GATEWAY_REDIS_URL"] = redis_url
     env.update({f"GATEWAY_{key.upper()}": str(value) for key, value in settings.items()})
     log = open(log_path, "ab") if log_path else None  # noqa: SIM115 - closed when the process stops
-    process = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, stderr=log)
-    service = RunningService(f"http://127.0.0.1:{port}", process)
+    process = subprocess.Popen([sys.executable, "-m", "services.gateway"], cwd=root, env=env, stderr=log)
+    service = GatewayService(f"http://127.0.0.1:{port}", process, f"http://127.0.0.1:{metrics_port}")
     try:
         wait_healthy(f"{service.url}/readyz", process)
         yield service

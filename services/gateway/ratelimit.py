@@ -1,71 +1,92 @@
-"""Per-tenant requests-per-minute and tokens-per-minute, shared by every gateway replica.
+"""Per-tenant requests and tokens per minute, and the in-flight cap, shared by every gateway replica.
 
-A sliding-window counter (the current minute's count plus the previous minute's, weighted by
-how much of it still overlaps the window) evaluated and updated in ONE Redis Lua script: the
-check and the increment are atomic, so N replicas together admit no more than the limit
-(unlike a read-then-write from each replica, LiteLLM issue #40291), and requests and tokens
-cost a single round trip; checks issued in the same event-loop turn share one write (see
-redis_client.py). The `limits` library implements the same algorithm but needs two
-round trips for two limits, and its Redis extra pins `packaging<26`, which conflicts with the
-Pulumi SDK in this repository's environment.
+Rate limits: a sliding-window counter (the current minute's count plus the previous minute's,
+weighted by how much of it still overlaps the window). Concurrency: a semaphore of leases that
+expire unless renewed, with a bounded queue. Both in Redis Lua scripts (limit_scripts.py), the
+rate check and the slot in ONE script: N replicas together admit no more than the limits and
+hold no more than `maxConcurrency` requests at the engines, and admission costs one round trip;
+calls issued in the same event-loop turn share one write (redis_client.py). The `limits` library
+implements the same window but needs two round trips for two limits, and its Redis extra pins
+`packaging<26`, which conflicts with the Pulumi SDK in this repository's environment.
 
-When Redis is unreachable the same algorithm runs in-process (each replica then enforces the
-full limit on its own: a documented degradation, visible as gateway_ratelimit_backend_up 0),
-or, with fail_closed, requests are refused.
+Tokens are charged up front and corrected when the request ends (`finish`): to what the engine
+reported using, or refunded in full for a request that never reached an engine. The correction
+lands in the minute the charge was made in, while that minute still counts in the window.
+
+Redis unreachable: the same window runs in-process and the in-flight cap is enforced per process
+(each replica then enforces the full limits on its own: a documented degradation, visible as
+gateway_ratelimit_backend_up 0), or, with fail_closed, requests are refused. A script that
+answers with an error is a bug in that request's handling: it is logged and that request
+refused; Redis is not taken for down.
+
+A Redis that restarts without its data, or is flushed, starts every tenant's window from zero:
+in that minute a tenant can be admitted up to twice its limit (the lost counts plus a fresh
+window), never more, and leases held at that moment are forgotten, so the cap can be exceeded
+until they end (at most one cap's worth more, for at most the longest request). Redis' append-only
+file with `appendfsync everysec` bounds what a restart loses to about one second.
 """
 
 from __future__ import annotations
 
-import hashlib
+import asyncio
+import functools
+import itertools
 import logging
+import os
+import random
 import time
 from dataclasses import dataclass
 
+from services.gateway.limit_scripts import SCRIPTS
 from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
 
 WINDOW_MS = 60_000
 LOG = logging.getLogger("gateway.ratelimit")
-
-# KEYS: requests:cur, requests:prev, tokens:cur, tokens:prev
-# ARGV: now_ms, window_ms, rpm (-1 = none), tpm (-1 = none), token cost
-# Returns: {allowed 1|0, reason 0 ok|1 requests|2 tokens, remaining requests, remaining tokens, ms to reset}
-_SCRIPT = """
-local now, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local rpm, tpm, cost = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local weight = 1 - (now % window) / window
-local reset = window - (now % window)
-local counts = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-local requests = (tonumber(counts[2] or '0') * weight) + tonumber(counts[1] or '0')
-local tokens = (tonumber(counts[4] or '0') * weight) + tonumber(counts[3] or '0')
-if rpm >= 0 and requests + 1 > rpm then return {0, 1, 0, math.max(tpm - tokens, 0), reset} end
-if tpm >= 0 and tokens + cost > tpm then return {0, 2, math.max(rpm - requests, 0), 0, reset} end
--- A counter is new when the increment is all it holds (costs are >= 1): only then set its expiry.
-if redis.call('INCRBY', KEYS[1], 1) == 1 then redis.call('PEXPIRE', KEYS[1], window * 2) end
-if redis.call('INCRBY', KEYS[3], cost) == cost then redis.call('PEXPIRE', KEYS[3], window * 2) end
-return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0), reset}
-"""
-
-_SHA = hashlib.sha1(_SCRIPT.encode()).hexdigest()  # what SCRIPT LOAD answers: no round trip to learn it
-REASONS = {0: "", 1: "requests", 2: "tokens"}
-# Redis must answer a batch of checks within this, or the request goes on with the local limiter.
-REDIS_TIMEOUT_SECONDS = 0.25
+REASONS = {0: "", 1: "requests", 2: "tokens", 3: "queue"}
 # How long a refusal is reused without asking Redis; token refusals could admit a smaller request
 # a little sooner, so this stays short.
 REFUSAL_CACHE_SECONDS = 0.2
+# A queued request asks for a slot this often (with jitter) unless a request of this replica
+# hands it one first; slots freed on other replicas reach it within this time.
+CLAIM_INTERVAL_SECONDS = 0.05
+# Count corrections of finished requests wait this long to be sent together: one script call per
+# tenant and minute instead of one per request. The window lags the engines' usage by as much.
+CORRECTION_DELAY_SECONDS = 0.1
+SLOT_RELEASE_DELAY_SECONDS = 0.002
+# Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
+UNAVAILABLE = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "MISCONF", "NOAUTH",
+               "NOPERM", "WRONGPASS")  # fmt: skip
 
 
-@dataclass(frozen=True)
+class ScriptFailed(Exception):
+    """The limit script answered with an error: the request is refused, the limiter stays up."""
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    reason: str  # "", "requests" or "tokens"
+    reason: str  # "", "requests", "tokens" or "queue"
     remaining_requests: int
     remaining_tokens: int
     reset_seconds: float
 
 
+@dataclass(slots=True)
+class Admission:
+    """An admitted request's hold on the shared limits, until finish()."""
+
+    tenant: str
+    cost: int
+    bucket: int  # the minute its counts were charged to
+    lease: str = ""  # its slot or queue place in Redis; "" when limits were local or absent
+    holding: bool = True  # False while queued for a slot
+    shared: bool = False  # counted in Redis (else in-process, or not at all)
+
+
 ALLOW = Decision(True, "", -1, -1, 0.0)
 
 
+@functools.lru_cache(maxsize=4096)  # built on every call otherwise: twice per request
 def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
     # The hash tag keeps a tenant's keys in one Redis Cluster slot.
     return (
@@ -76,8 +97,13 @@ def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _slot_keys(tenant: str) -> tuple[str, str]:
+    return f"rl:{{{tenant}}}:slots", f"rl:{{{tenant}}}:queue"
+
+
 class LocalWindow:
-    """The script's algorithm in-process, for when Redis is away."""
+    """The script's window in-process, for when Redis is away."""
 
     def __init__(self) -> None:
         self.counts: dict[str, float] = {}
@@ -90,27 +116,52 @@ class LocalWindow:
         requests = self.counts.get(rp, 0) * weight + self.counts.get(rc, 0)
         tokens = self.counts.get(tp, 0) * weight + self.counts.get(tc, 0)
         if rpm >= 0 and requests + 1 > rpm:
-            return [0, 1, 0, max(tpm - tokens, 0), reset]
+            return [0, 1, 0, max(tpm - tokens, 0), reset, 0]
         if tpm >= 0 and tokens + cost > tpm:
-            return [0, 2, max(rpm - requests, 0), 0, reset]
+            return [0, 2, max(rpm - requests, 0), 0, reset, 0]
         self.counts[rc] = self.counts.get(rc, 0) + 1
         self.counts[tc] = self.counts.get(tc, 0) + cost
         if len(self.counts) > 100_000:  # drop buckets older than the window
             self.counts = {k: v for k, v in self.counts.items() if int(k.rsplit(":", 1)[1]) >= bucket - 1}
-        return [1, 0, max(rpm - requests - 1, 0), max(tpm - tokens - cost, 0), reset]
+        return [1, 0, max(rpm - requests - 1, 0), max(tpm - tokens - cost, 0), reset, 0]
+
+    def adjust(self, tenant: str, bucket: int, requests: int, tokens: int) -> None:
+        rc, _, tc, _ = _keys(tenant, bucket)
+        for key, delta in ((rc, requests), (tc, tokens)):
+            if delta and key in self.counts:
+                self.counts[key] = max(self.counts[key] + delta, 0)
 
 
 class RateLimiter:
-    def __init__(self, redis_url: str | None, fail_closed: bool, on_backend_change=None):
-        self.redis = RedisClient(redis_url, REDIS_TIMEOUT_SECONDS) if redis_url else None
+    def __init__(
+        self,
+        redis_url: str | None,
+        fail_closed: bool,
+        lease_seconds: float = 15.0,
+        on_backend_change=None,
+        redis_timeout: float = 0.25,
+    ) -> None:
+        """`redis_timeout`: Redis must answer a batch of calls within it, or the request goes on without it."""
+        self.redis = RedisClient(redis_url, redis_timeout) if redis_url else None
         self.local = LocalWindow()
         self.fail_closed = fail_closed
         self.backend_up = self.redis is not None
+        self.lease_ms = int(lease_seconds * 1000)
+        self.on_script_error = None  # called once per script error reply (a metric)
         self._retry_at = 0.0
         self._on_backend_change = on_backend_change
         # tenant -> (monotonic deadline, decision): a refused tenant is refused locally for a moment,
         # so a flood costs no Redis round trips. This can only refuse more, never admit more.
         self._refused: dict[str, tuple[float, Decision]] = {}
+        # Lease ids: unique across replicas and restarts without a system call per request.
+        self._lease_prefix = f"{os.getpid():x}.{random.getrandbits(48):012x}."
+        self._lease_ids = itertools.count()
+        self._held: dict[str, set[str]] = {}  # tenant -> leases this replica holds in Redis
+        self._waiting: dict[str, dict[str, asyncio.Future]] = {}  # tenant -> queued lease -> its wake-up
+        self._renewer: asyncio.Task | None = None
+        # (tenant, minute) -> [requests, tokens] corrections not yet sent (CORRECTION_DELAY_SECONDS)
+        self._corrections: dict[tuple[str, int], list[int]] = {}
+        self._correcting: asyncio.TimerHandle | None = None
 
     def _set_backend(self, up: bool, problem: str = "") -> None:
         if up != self.backend_up:
@@ -136,46 +187,244 @@ class RateLimiter:
         del self._refused[tenant]
         return None
 
-    async def check(self, tenant: str, rpm: int | None, tpm: int | None, cost: int) -> Decision | None:
-        """The decision, or None when the backend is down and the gateway fails closed."""
-        if rpm is None and tpm is None:
-            return ALLOW
+    def queue_full_here(self, tenant: str, max_queue: int) -> bool:
+        """This replica alone already has `max_queue` of the tenant's requests waiting for a shared slot:
+        the shared queue is full too, so a flood is refused without a round trip to Redis."""
+        waiting = self._waiting.get(tenant)
+        return waiting is not None and len(waiting) >= max_queue
+
+    def _redis_usable(self) -> bool:
+        return self.redis is not None and (not self._retry_at or time.monotonic() >= self._retry_at)
+
+    async def _run(self, name: str, keys: tuple[str, ...], args: tuple) -> object:
+        """One script call; RedisError when Redis is away, ScriptFailed when the script refused its input."""
+        text, sha = SCRIPTS[name]
+        try:
+            try:
+                result = await self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
+            except RedisReplyError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
+                result = await self.redis.call("EVAL", text, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if str(exc).startswith(UNAVAILABLE):
+                raise RedisError(str(exc)) from None
+            if self.on_script_error is not None:
+                self.on_script_error()
+            LOG.error("rate-limit script %s failed; refusing this request", name, extra={"problem": str(exc)})
+            raise ScriptFailed(str(exc)) from None
+        self._retry_at = 0.0
+        self._set_backend(True)
+        return result
+
+    def _redis_failed(self, exc: RedisError) -> None:
+        # Do not pay a connect timeout on every request while Redis is away: retry once a second.
+        self._retry_at = time.monotonic() + 1.0
+        self._set_backend(False, str(exc))
+
+    async def admit(
+        self, tenant: str, rpm: int | None, tpm: int | None, cost: int, cap: int, max_queue: int
+    ) -> tuple[Decision, Admission | None] | None:
+        """Charge the limits and take a shared slot or queue place: (decision, hold on the limits if admitted).
+
+        None when the backend is down and the gateway fails closed; ScriptFailed when the script refused.
+        Without Redis (none configured, or away) `holding` is True and the cap is the scheduler's, per process.
+        """
         refused = self.refused_now(tenant)
         if refused is not None:
-            return refused
+            return refused, None
         now_ms = int(time.time() * 1000)
+        bucket = now_ms // WINDOW_MS
         limits = (-1 if rpm is None else rpm, -1 if tpm is None else tpm, cost)
-        result = None
-        if self.redis is not None and (not self._retry_at or time.monotonic() >= self._retry_at):
+        if self._redis_usable():
+            lease = self._lease_prefix + str(next(self._lease_ids))
             try:
-                result = await self._evaluate(_keys(tenant, now_ms // WINDOW_MS), (now_ms, WINDOW_MS, *limits))
-                self._retry_at = 0.0
-                self._set_backend(True)
+                result = await self._run(
+                    "admit",
+                    (*_keys(tenant, bucket), *_slot_keys(tenant)),
+                    (now_ms, WINDOW_MS, *limits, cap, max_queue, self.lease_ms, lease),
+                )
             except RedisError as exc:
-                # Do not pay a connect timeout on every request while Redis is away: retry once a second.
-                self._retry_at = time.monotonic() + 1.0
-                self._set_backend(False, str(exc))
-        if result is None:
-            if self.redis is not None and self.fail_closed:
-                return None
-            result = self.local.check(tenant, now_ms, *limits)
-        allowed, reason, remaining_requests, remaining_tokens, reset_ms = result
+                self._redis_failed(exc)
+            else:
+                decision = self._decision(tenant, result)
+                if not decision.allowed:
+                    return decision, None
+                holding = int(result[5]) == 1
+                if holding:
+                    self._hold(tenant, lease)
+                return decision, Admission(tenant, cost, bucket, lease, holding, shared=True)
+        if self.redis is not None and self.fail_closed:
+            return None
+        if rpm is None and tpm is None:
+            return ALLOW, Admission(tenant, cost, bucket)
+        decision = self._decision(tenant, self.local.check(tenant, now_ms, *limits))
+        return decision, (Admission(tenant, cost, bucket) if decision.allowed else None)
+
+    def _decision(self, tenant: str, result) -> Decision:
+        allowed, reason, remaining_requests, remaining_tokens, reset_ms = result[:5]
         decision = Decision(
             bool(allowed), REASONS[int(reason)], int(remaining_requests), int(remaining_tokens), float(reset_ms) / 1000
         )
-        if not decision.allowed:
+        if not decision.allowed and decision.reason != "queue":
             self._refused[tenant] = (time.monotonic() + min(decision.reset_seconds, REFUSAL_CACHE_SECONDS), decision)
         return decision
 
-    async def _evaluate(self, keys: tuple[str, ...], args: tuple[int, ...]) -> list:
+    def _hold(self, tenant: str, lease: str) -> None:
+        self._held.setdefault(tenant, set()).add(lease)
+        if self._renewer is None:
+            self._renewer = asyncio.ensure_future(self._renew_forever())
+
+    async def wait_for_slot(self, admission: Admission, cap: int) -> None:
+        """Wait until a queued admission holds a shared slot; the caller cancels this when its client leaves."""
+        tenant, lease = admission.tenant, admission.lease
+        waiting = self._waiting.setdefault(tenant, {})
+        loop = asyncio.get_running_loop()
         try:
-            return await self.redis.call("EVALSHA", _SHA, len(keys), *keys, *args)
-        except RedisReplyError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-        # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
-        return await self.redis.call("EVAL", _SCRIPT, len(keys), *keys, *args)
+            while True:
+                wake = waiting[lease] = loop.create_future()
+                try:
+                    await asyncio.wait_for(wake, CLAIM_INTERVAL_SECONDS * random.uniform(0.5, 1.5))
+                    break  # a request of this replica handed its slot over
+                except TimeoutError:
+                    pass
+                try:
+                    granted = await self._run("claim", _slot_keys(tenant), (cap, self.lease_ms, lease))
+                except ScriptFailed:
+                    raise
+                except RedisError as exc:
+                    # Redis went away while we waited: go on under the per-process cap.
+                    self._redis_failed(exc)
+                    break
+                if granted == 1:
+                    break
+        finally:
+            waiting.pop(lease, None)
+            if not waiting:
+                self._waiting.pop(tenant, None)
+        admission.holding = True
+        self._hold(tenant, lease)
+
+    def finish(self, admission: Admission, used_tokens: int | None, reached_engine: bool, cap: int) -> None:
+        """Give back the slot and correct the charge: to `used_tokens` when the engine reported usage,
+        a full refund (requests too) when the request never reached an engine, else the estimate stays."""
+        if not reached_engine:
+            requests, tokens = -1, -admission.cost
+        elif used_tokens is None:
+            requests, tokens = 0, 0
+        else:
+            requests, tokens = 0, used_tokens - admission.cost
+        now_bucket = int(time.time() * 1000) // WINDOW_MS
+        if admission.bucket < now_bucket - 1:
+            requests = tokens = 0  # that minute no longer counts
+        if not admission.shared:
+            self.local.adjust(admission.tenant, admission.bucket, requests, tokens)
+            return
+        if requests == 0 and tokens == 0 and not admission.lease:
+            return
+        tenant = admission.tenant
+        held = self._held.get(tenant)
+        if held is not None:
+            held.discard(admission.lease)
+        waiting = self._waiting.get(tenant)
+        if admission.holding and not waiting:
+            # The common case, kept cheap for Redis: the slot back with a plain ZREM, and the count
+            # correction added to this replica's pending ones, sent for all requests together.
+            # Sent with the next admission's batch, or within SLOT_RELEASE_DELAY_SECONDS: a slot
+            # given back that much later only ever makes the cap stricter.
+            self.redis.defer(
+                SLOT_RELEASE_DELAY_SECONDS, "ZREM", _slot_keys(tenant)[0], admission.lease
+            ).add_done_callback(self._replied)
+            if requests or tokens:
+                pending = self._corrections.get((tenant, admission.bucket))
+                if pending is None:
+                    pending = self._corrections[(tenant, admission.bucket)] = [0, 0]
+                pending[0] += requests
+                pending[1] += tokens
+                if self._correcting is None:
+                    loop = asyncio.get_running_loop()
+                    self._correcting = loop.call_later(CORRECTION_DELAY_SECONDS, self._correct)
+            return
+        waiter = next(iter(waiting)) if admission.holding and waiting else ""
+        keys = (*_slot_keys(tenant), *_keys(tenant, admission.bucket)[::2])
+        args = (requests, tokens, WINDOW_MS, cap, self.lease_ms, admission.lease, waiter)
+        # Sent without a task of its own (one per request on the hot path costs more than the call):
+        # the reply is handled in a callback.
+        self._send("finish", keys, args, lambda handed: self._handed(tenant, waiter, handed))
+
+    def _correct(self) -> list[asyncio.Future]:
+        """Send the pending count corrections, one script call per tenant and minute."""
+        self._correcting = None
+        corrections, self._corrections = self._corrections, {}
+        sent = []
+        for (tenant, bucket), (requests, tokens) in corrections.items():
+            if requests or tokens:
+                keys = (*_slot_keys(tenant), *_keys(tenant, bucket)[::2])
+                sent.append(self._send("finish", keys, (requests, tokens, WINDOW_MS, 0, self.lease_ms, "", ""), None))
+        return sent
+
+    def _replied(self, future: asyncio.Future) -> None:
+        exc = future.exception()
+        if isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+            LOG.error("giving back a concurrency slot failed", extra={"problem": str(exc)})
+        elif exc is not None:
+            self._redis_failed(exc)
+
+    def _handed(self, tenant: str, waiter: str, handed) -> None:
+        if handed == 1:
+            # A waiter between two asks finds the slot on its next claim; one that left gives it back
+            # with its own finish (which removes its lease from the slots too).
+            wake = self._waiting.get(tenant, {}).get(waiter)
+            if wake is not None and not wake.done():
+                wake.set_result(None)
+
+    def _send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> asyncio.Future:
+        """A script call whose reply goes to `done`; NOSCRIPT is retried with EVAL, errors are logged."""
+        text, sha = SCRIPTS[name]
+        future = (
+            self.redis.call("EVAL", text, len(keys), *keys, *args)
+            if retried
+            else self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
+        )
+
+        def replied(future: asyncio.Future) -> None:
+            exc = future.exception()
+            if exc is None:
+                if done is not None:
+                    done(future.result())
+            elif isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT") and not retried:
+                self._send(name, keys, args, done, retried=True)
+            elif isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+                if self.on_script_error is not None:
+                    self.on_script_error()
+                LOG.error("rate-limit script %s failed", name, extra={"problem": str(exc)})
+            else:
+                # The slot comes free when its lease expires; the count correction is lost.
+                self._redis_failed(exc)
+
+        future.add_done_callback(replied)
+        return future
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_ms / 3000)
+            for tenant, leases in list(self._held.items()):
+                if not leases:
+                    del self._held[tenant]
+                    continue
+                try:
+                    await self._run("renew", _slot_keys(tenant)[:1], (self.lease_ms, *leases))
+                except (RedisError, ScriptFailed) as exc:
+                    LOG.warning("could not renew concurrency leases", extra={"tenant": tenant, "problem": str(exc)})
 
     async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+        if self._correcting is not None:
+            self._correcting.cancel()
+        if self.redis is not None and self._corrections:
+            # What is still pending belongs in the window: send it before the connection goes.
+            await asyncio.wait(self._correct(), timeout=1.0)
         if self.redis is not None:
             await self.redis.close()

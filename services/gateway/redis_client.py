@@ -123,6 +123,9 @@ class RedisClient:
         self.protocol: _Protocol | None = None
         self._connecting: asyncio.Task | None = None
         self._batch: list[tuple[bytes, asyncio.Future]] = []
+        # Commands that may wait: they go with the next batch, or alone after a short delay.
+        self._deferred: list[tuple[bytes, asyncio.Future]] = []
+        self._deferred_timer: asyncio.TimerHandle | None = None
         # Looked up once: on Python 3.11 every get_running_loop() is a getpid() system call.
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -137,7 +140,29 @@ class RedisClient:
         self._batch.append((encode(*args), future))
         return future
 
+    def defer(self, delay: float, *args: bytes | str | int | float) -> asyncio.Future:
+        """Like call(), but the command rides along with the next batch, or goes `delay` seconds from now
+        at the latest: a command nobody waits for then costs no write and no wake-up of its own."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._deferred.append((encode(*args), future))
+        if self._deferred_timer is None:
+            self._deferred_timer = loop.call_later(delay, self._flush_deferred)
+        return future
+
+    def _flush_deferred(self) -> None:
+        self._deferred_timer = None
+        if self._deferred and not self._batch:  # with a batch pending, its flush takes them along
+            self._flush()
+
     def _flush(self) -> None:
+        if self._deferred:
+            self._batch[:0], self._deferred = self._deferred, []
+            if self._deferred_timer is not None:
+                self._deferred_timer.cancel()
+                self._deferred_timer = None
         batch, self._batch = self._batch, []
         protocol = self.protocol
         if protocol is None:

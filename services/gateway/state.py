@@ -49,7 +49,13 @@ class GatewayState:
         )
         return cls(settings, document, tenants_config.KeyIndex(document), stamp)
 
-    def authenticate(self, headers: dict[bytes, bytes]) -> tuple[str, tenants_config.Tenant] | Reply:
+    def authenticate(
+        self, headers: dict[bytes, bytes], raw_headers: list[tuple[bytes, bytes]]
+    ) -> tuple[str, tenants_config.Tenant] | Reply:
+        if len(headers) != len(raw_headers):  # some header came twice: was it a key?
+            for name in (b"authorization", b"x-api-key"):
+                if sum(1 for header, _ in raw_headers if header == name) > 1:
+                    return error(400, f"more than one {name.decode()} header: send one API key", code="invalid_api_key")
         key = api_key(headers)
         if key is None:
             return error(401, "missing API key: send Authorization: Bearer <key> or X-API-Key", code="missing_api_key")
@@ -60,20 +66,35 @@ class GatewayState:
         return name, tenant
 
     async def watch(self, metrics: GatewayMetrics) -> None:
-        """Reload the tenants document when its file changes; keep the previous one if the new one is bad."""
+        """Reload the tenants document when its file changes; keep the previous one if the new one is bad.
+
+        Nothing stops it: a file that is missing for a moment (a Secret volume mid-swap), a directory,
+        a permission error, a broken document are each logged and counted, and it goes on watching.
+        """
+        missing = False
         while True:
             await asyncio.sleep(self.settings.reload_interval_seconds)
-            stamp = config_stamp(self.settings)
-            if stamp == self.config_stamp or not stamp:
-                continue
             try:
-                fresh = GatewayState.load(self.settings)
-            except tenants_config.ConfigError as exc:
+                stamp = config_stamp(self.settings)
+                if not stamp:
+                    if self.settings.config_file is not None and not missing:
+                        LOG.warning("tenant config file is missing; keeping the current one")
+                    missing = True
+                    continue
+                missing = False
+                if stamp == self.config_stamp:
+                    continue
+                self.config_stamp = stamp  # a bad document is reported once, not on every tick
+                try:
+                    fresh = GatewayState.load(self.settings)
+                except tenants_config.ConfigError as exc:
+                    metrics.config_reloads.labels("error").inc()
+                    LOG.error("tenant config reload failed; keeping the previous one", extra={"problem": str(exc)})
+                    continue
+                self.document, self.keys = fresh.document, fresh.keys
+                metrics.declare_tenants(fresh.document.tenants)
+                metrics.config_reloads.labels("ok").inc()
+                LOG.info("tenant config reloaded", extra={"tenants": len(fresh.document.tenants)})
+            except Exception as exc:  # noqa: BLE001 - the watcher must outlive any surprise, and say so
                 metrics.config_reloads.labels("error").inc()
-                LOG.error("tenant config reload failed; keeping the previous one", extra={"problem": str(exc)})
-                self.config_stamp = stamp
-                continue
-            self.document, self.keys, self.config_stamp = fresh.document, fresh.keys, fresh.config_stamp
-            metrics.declare_tenants(fresh.document.tenants)
-            metrics.config_reloads.labels("ok").inc()
-            LOG.info("tenant config reloaded", extra={"tenants": len(fresh.document.tenants)})
+                LOG.error("tenant config watcher hit an unexpected error", extra={"problem": repr(exc)})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -17,9 +18,10 @@ HOP_HEADERS = frozenset(
 
 
 class UpstreamFailure(Exception):
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, reached: bool):
         super().__init__(message)
         self.status = status
+        self.reached = reached  # an engine may have started on it (a timeout): its charge stands
 
 
 @dataclass
@@ -29,8 +31,10 @@ class Opened:
 
 
 class Upstreams:
-    def __init__(self, connect_timeout: float, read_timeout: float, breakers: CircuitBreakers):
-        self.client = UpstreamClient(connect_timeout, read_timeout)
+    def __init__(
+        self, connect_timeout: float, read_timeout: float, breakers: CircuitBreakers, first_byte_timeout: float
+    ):
+        self.client = UpstreamClient(connect_timeout, read_timeout, first_byte_timeout)
         self.breakers = breakers
 
     def close(self) -> None:
@@ -39,58 +43,115 @@ class Upstreams:
     async def open(self, choices: list[tuple[str, str]], path: str, body: bytes, request_id: bytes) -> Opened:
         """POST to the first healthy choice (name, base URL); fall back on errors before any byte is sent on."""
         headers = [(b"content-type", b"application/json"), (b"x-request-id", request_id)]
-        failure = UpstreamFailure(502, "no upstream available")
+        failure, reached = None, False  # built only when it happens: an exception per request costs
         for name, url in self.breakers.order(choices):
             try:
                 response = await self.client.post(url, path, body, headers)
             except UpstreamTimeout:
                 self.breakers.failed(url)
-                failure = UpstreamFailure(504, f"upstream {name!r} timed out")
+                reached = True
+                failure = UpstreamFailure(504, f"upstream {name!r} timed out", reached)
                 continue
             except UpstreamError:
                 self.breakers.failed(url)
-                failure = UpstreamFailure(502, f"upstream {name!r} is unreachable")
+                failure = UpstreamFailure(502, f"upstream {name!r} is unreachable", reached)
                 continue
             if response.status >= 500:
                 response.release()
                 self.breakers.failed(url)
-                failure = UpstreamFailure(502, f"upstream {name!r} failed with {response.status}")
+                failure = UpstreamFailure(502, f"upstream {name!r} failed with {response.status}", reached)
                 continue
             self.breakers.succeeded(url)
             return Opened(name, response)
-        raise failure
+        raise failure or UpstreamFailure(502, "no upstream available", False)
 
 
 def usage_of(payload: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a response or chunk's `usage`, None without one."""
     try:
-        usage = orjson.loads(payload).get("usage") or {}
+        usage = orjson.loads(payload).get("usage")
     except (ValueError, AttributeError):
         return None
-    if not usage:
+    if not isinstance(usage, dict):
         return None
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**40 for v in (prompt, completion)):
+        return None  # an engine's nonsense is not counted
+    return prompt, completion
+
+
+class EventTooLarge(Exception):
+    """An SSE event grew past the gateway's limit without ending."""
+
+
+# A blank line ends an event; lines end with CRLF, LF or CR. A CR is taken as a line end on its
+# own unless an LF follows it: a CR at the very end of what has arrived may still be half of a
+# CRLF, and the LF then arrives as a blank line of its own, which SSE ignores.
+_EVENT_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
+_LINE = re.compile(rb"\r\n|\r|\n")
+
+
+def _data(event: bytes) -> bytes:
+    """The event's data: its `data:` lines (with or without the space) joined by newlines."""
+    lines = []
+    for line in _LINE.split(event):
+        if line.startswith(b"data:"):
+            lines.append(line[6:] if line[5:6] == b" " else line[5:])
+    return b"\n".join(lines)
+
+
+class EventSplitter:
+    """Whole SSE events out of arbitrary reads, each byte scanned once (the search resumes where it stopped)."""
+
+    def __init__(self, max_event_bytes: int) -> None:
+        self.max_event_bytes = max_event_bytes
+        self.buffer = bytearray()
+        self.scanned = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        buffer = self.buffer
+        buffer += data
+        events, start = [], 0
+        # Back up 3 bytes: a boundary may straddle the previous read's end.
+        position = max(self.scanned - 3, 0)
+        while True:
+            found = _EVENT_END.search(buffer, position)
+            if found is None:
+                break
+            events.append(bytes(buffer[start : found.end()]))
+            start = position = found.end()
+        if start:
+            del buffer[:start]
+        self.scanned = len(buffer)
+        if len(buffer) > self.max_event_bytes:
+            raise EventTooLarge(f"an event passed {self.max_event_bytes} bytes")
+        return events
+
+    def rest(self) -> bytes:
+        return bytes(self.buffer)
 
 
 async def relay_events(
-    response: UpstreamResponse, strip_usage: bool, on_usage: Callable[[int, int], None]
+    response: UpstreamResponse, strip_usage: bool, on_usage: Callable[[int, int], None], max_event_bytes: int
 ) -> AsyncIterator[bytes]:
-    """Forward SSE events as they arrive; read usage on the way; drop a usage chunk the client did not ask for."""
-    pending = b""
+    """Forward SSE events as they arrive, byte for byte; read usage on the way; when the gateway asked
+    for usage the client did not (`strip_usage`), drop the usage chunk and the `"usage":null` of the others."""
+    splitter = EventSplitter(max_event_bytes)
     async for chunk in response.chunks():
-        pending += chunk
-        if b"\n\n" not in pending:
-            continue
-        *events, pending = pending.split(b"\n\n")
         out = []
-        for event in events:
-            if b'"usage"' in event and event.startswith(b"data: {"):
-                counted = usage_of(event[6:])
+        for event in splitter.feed(chunk):
+            if b'"usage"' in event:
+                data = _data(event)
+                counted = usage_of(data)
                 if counted:
                     on_usage(*counted)
-                    if strip_usage and b'"choices":[]' in event.replace(b" ", b""):
+                    if strip_usage and b'"choices":[]' in data.replace(b" ", b""):
                         continue
-            out.append(event + b"\n\n")
+                if strip_usage:
+                    event = event.replace(b',"usage":null', b"")
+            out.append(event)
         if out:
             yield b"".join(out)
-    if pending.strip():
-        yield pending
+    rest = splitter.rest()
+    if rest.strip():
+        yield rest

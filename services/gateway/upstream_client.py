@@ -36,6 +36,10 @@ class UpstreamTimeout(UpstreamError, TimeoutError):
     """No byte from the engine (or no connection) within the timeout."""
 
 
+class UpstreamTooLarge(UpstreamError):
+    """A non-streamed response over the size the gateway relays."""
+
+
 class _Connection(asyncio.Protocol):
     __slots__ = ("pool", "loop", "transport", "parser", "response", "closed", "used", "idle_since", "interim")
 
@@ -127,7 +131,7 @@ class UpstreamResponse:
 
     __slots__ = (
         "_connection", "_timeout", "status", "raw_headers", "framed", "keep_alive", "complete",
-        "_chunks", "_buffered", "_error", "_waiter", "_paused", "_streaming",
+        "_chunks", "_buffered", "_error", "_waiter", "_paused", "_streaming", "started",
     )  # fmt: skip
 
     def __init__(self, connection: _Connection, timeout: float) -> None:
@@ -144,6 +148,7 @@ class UpstreamResponse:
         self._waiter: asyncio.Future | None = None
         self._paused = False
         self._streaming = False  # read chunk by chunk: only then does a slow reader hold the engine back
+        self.started = 0.0  # loop time the request was written: deadlines count from here
 
     # fed by the connection
     def _wake(self) -> None:
@@ -168,12 +173,16 @@ class UpstreamResponse:
             self._error = error
         self._wake()
 
-    async def _wait(self) -> None:
+    async def _wait(self, at: float | None = None) -> None:
+        """Wait for more from the engine: until loop time `at`, else for the idle timeout."""
         if self._error is not None:
             raise self._error
         loop = self._connection.loop
         waiter = self._waiter = loop.create_future()
-        timer = loop.call_later(self._timeout, self._timed_out, waiter)
+        if at is None:
+            timer = loop.call_later(self._timeout, self._timed_out, waiter, self._timeout)
+        else:
+            timer = loop.call_at(at, self._timed_out, waiter, 0.0)
         try:
             await waiter
         finally:
@@ -182,23 +191,31 @@ class UpstreamResponse:
         if self._error is not None:
             raise self._error
 
-    def _timed_out(self, waiter: asyncio.Future) -> None:
+    def _timed_out(self, waiter: asyncio.Future, seconds: float) -> None:
         if not waiter.done():
-            self._fail(UpstreamTimeout(f"no response within {self._timeout:g} s"))
+            problem = f"no byte within {seconds:g} s" if seconds else "response not complete by its deadline"
+            self._fail(UpstreamTimeout(problem))
             self._connection.abort()
 
-    async def _headers(self) -> None:
+    async def _headers(self, at: float) -> None:
         while not self.status:
-            await self._wait()
+            await self._wait(at)
 
     # for the caller
     def headers(self, skip: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
         """Response headers, lower-cased, without the names in `skip`."""
         return [(name.lower(), value) for name, value in self.raw_headers if name.lower() not in skip]
 
-    async def read(self) -> bytes:
+    async def read(self, limit: int = 1 << 62, at: float | None = None) -> bytes:
+        """The whole body, at most `limit` bytes, complete by loop time `at` (a total deadline: a trickle
+        does not extend it; without one, each wait is the idle timeout)."""
         while not self.complete:
-            await self._wait()
+            if self._buffered > limit:
+                self.abort()
+                raise UpstreamTooLarge(f"response larger than {limit} bytes")
+            await self._wait(at)
+        if self._buffered > limit:
+            raise UpstreamTooLarge(f"response larger than {limit} bytes")
         body = b"".join(self._chunks)
         self._chunks.clear()
         return body
@@ -277,8 +294,10 @@ class _Pool:
 
 
 class UpstreamClient:
-    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+    def __init__(self, connect_timeout: float, read_timeout: float, first_byte_timeout: float | None = None) -> None:
+        """`read_timeout`: the longest wait for more of a streamed body; `first_byte_timeout`: for the status line."""
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
+        self.first_byte_timeout = first_byte_timeout or read_timeout
         self.pools: dict[str, tuple[_Pool, bytes]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -311,9 +330,9 @@ class UpstreamClient:
             reused = connection.used
             response = connection.response = UpstreamResponse(connection, self.read_timeout)
             connection.transport.write(request)
-            written = loop.time()
+            written = response.started = loop.time()
             try:
-                await response._headers()
+                await response._headers(written + self.first_byte_timeout)
             except UpstreamError as exc:
                 response.release()
                 quick = loop.time() - written < RETRY_WINDOW_SECONDS

@@ -100,7 +100,7 @@ def platform(tmp_path_factory):
                     "job_name": "gateway",
                     "static_configs": [
                         {
-                            "targets": [target(gw.url)],
+                            "targets": [target(gw.metrics_url)],
                             "labels": {"namespace": "platform-gateway", "service": "gateway", "pod": "gw-1"},
                         }
                     ],

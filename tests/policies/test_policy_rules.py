@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from policies.platform_rules import REGISTRY, Resource, evaluate
-from tests.policies.conftest import capacity, gpu_deployment, hpa, k8s, tenant_namespace
+from tests.policies.conftest import capacity, fake_pool, gpu_deployment, hpa, k8s, tenant_namespace, without
 
 
 def by_policy(violations, name):
@@ -17,8 +17,8 @@ def test_compliant_stack_has_no_violations(healthy):
 
 
 def test_tenant_at_40_percent_of_gpus_fails_capacity_share(healthy):
-    # acme's two namespaces hold 2 + 2 GPUs of the cluster's 10: 40%.
-    resources = [r for r in healthy if r.kind != "ConfigMap"] + [capacity(gpu="10")]
+    # acme's two namespaces hold 2 + 2 GPUs of the cluster's 10 (two fake nodes of 5): 40%.
+    resources = without(healthy, "ConfigMap", "Release", "Node") + [capacity(gpu="10"), *fake_pool(5.0, ("g1", "g2"))]
     resources += tenant_namespace("acme-dev", "acme")
     for r in resources:
         if r.kind == "ResourceQuota" and r.namespace in ("acme", "acme-dev"):
@@ -29,31 +29,46 @@ def test_tenant_at_40_percent_of_gpus_fails_capacity_share(healthy):
     assert "40%" in violation.message and "30%" in violation.message and "acme, acme-dev" in violation.message
 
 
-def test_capacity_share_uses_stack_configmap_over_pack_config(healthy):
-    # The pack's fallback capacity would flag acme, but the stack's ConfigMap (8 GPUs) wins.
-    assert by_policy(evaluate(healthy, {"capacity": {"gpu": "2"}}), "tenant-capacity-share") == []
-    without_configmap = [r for r in healthy if r.kind != "ConfigMap"]
+def test_pack_capacity_is_a_ceiling_and_the_fallback(healthy):
+    # The stack's record says 8 GPUs; the pack's configured 2 is a ceiling: 1 of 2 is 50% for each tenant.
+    flagged = by_policy(evaluate(healthy, {"capacity": {"gpu": "2"}}), "tenant-capacity-share")
+    assert {v.resource for v in flagged} == {"tenant acme", "tenant globex"}
+    assert all("declared 2 by the policy pack's capacity.gpu" in v.message for v in flagged)
+    # Without a capacity record, the pack's capacity is the cluster's size.
+    no_record = without(healthy, "ConfigMap")
+    assert (
+        by_policy(
+            evaluate(no_record, {"capacity": {"gpu": "8", "cpu": "64", "memory": "256Gi"}}), "tenant-capacity-share"
+        )
+        == []
+    )
     flagged = by_policy(
-        evaluate(without_configmap, {"capacity": {"gpu": "2", "cpu": "64", "memory": "256Gi"}}), "tenant-capacity-share"
+        evaluate(no_record, {"capacity": {"gpu": "2", "cpu": "64", "memory": "256Gi"}}), "tenant-capacity-share"
     )
     assert {v.resource for v in flagged} == {"tenant acme", "tenant globex"}
 
 
 def test_over_subscription_across_all_tenants(healthy):
-    resources = [r for r in healthy if r.kind != "ConfigMap"] + [capacity(cpu="10", share="1.0")]
-    violations = by_policy(evaluate(resources), "tenant-capacity-share")
+    # The pack allows each tenant all of the cluster and over-subscription 2: 16 cores of limits on 10 pass.
+    pack = {"maxTenantShare": 1.0, "overSubscriptionRatio": 2.0}
+    resources = without(healthy, "ConfigMap") + [capacity(cpu="10", share="1.0", ratio="2.0")]
+    assert by_policy(evaluate(resources, pack), "tenant-capacity-share") == []
+    # The stack tightens the ratio to 1: that it may do, and then the sum is over.
+    resources = without(healthy, "ConfigMap") + [capacity(cpu="10", share="1.0", ratio="1.0")]
+    violations = by_policy(evaluate(resources, pack), "tenant-capacity-share")
     assert any("all tenants together hold limits.cpu=16" in v.message for v in violations)
-    resources = [r for r in healthy if r.kind != "ConfigMap"] + [capacity(cpu="10", share="1.0", ratio="2.0")]
-    assert by_policy(evaluate(resources), "tenant-capacity-share") == []
+    assert any("overSubscriptionRatio 1, set by the stack's capacity record" in v.message for v in violations)
 
 
 def test_hpa_that_outgrows_its_quota(healthy):
-    resources = [r for r in healthy if r.kind != "HorizontalPodAutoscaler"] + [hpa("acme", "worker", 3.0)]
-    violations = by_policy(evaluate(resources), "autoscaling-fits-quota")
+    resources = without(healthy, "HorizontalPodAutoscaler") + [hpa("acme", "worker", 3.0)]
+    violations = by_policy(evaluate(resources), "workloads-fit-quota")
     assert violations and all(v.level == "mandatory" for v in violations)
-    gpu = next(v for v in violations if "nvidia.com/gpu" in v.message)
-    assert "tenant 'acme'" in gpu.message and "3 pods" in gpu.message and "requests.nvidia.com/gpu=1" in gpu.message
-    assert gpu.resource == "HorizontalPodAutoscaler acme/worker"
+    gpu = next(v for v in violations if "requests.nvidia.com/gpu" in v.message)
+    assert "tenant 'acme'" in gpu.message and "3 pods (maxReplicas 3 + surge 0)" in gpu.message
+    assert "needs requests.nvidia.com/gpu=3" in gpu.message and "2 above" in gpu.message
+    assert "lower maxReplicas of Deployment acme/worker (3)" in gpu.message
+    assert gpu.resource == "ResourceQuota acme/tenant-quota"
 
 
 def test_gpu_worker_without_toleration_fails_placement(healthy):
@@ -92,9 +107,7 @@ def test_gpu_limit_must_equal_request(healthy):
 
 def test_custom_taint_from_the_capacity_configmap(healthy):
     # Seed C's taint: the same worker now fails, since it tolerates nvidia.com/gpu only.
-    resources = [r for r in healthy if r.kind != "ConfigMap"] + [
-        capacity(taint="gpu-only=true:NoSchedule", label="gpu=true")
-    ]
+    resources = without(healthy, "ConfigMap") + [capacity(taint="gpu-only=true:NoSchedule", label="gpu=true")]
     messages = [v.message for v in by_policy(evaluate(resources), "gpu-placement")]
     assert any("'gpu-only'" in m for m in messages) and any("'gpu=true'" in m for m in messages)
 

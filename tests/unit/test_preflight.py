@@ -49,8 +49,18 @@ def test_instance_type_that_does_not_exist():
 
 
 def test_declared_capacity_mismatch_is_reported():
-    result = preflight(eks_config(maxSize=2), "us-west-2")
-    assert any("declared 16" in problem and "provide 8" in problem for problem in result.problems)
+    # For instance types the offline table knows, the stack file itself is refused (test_first_up); for
+    # others only AWS can tell: g4dn.12xlarge has 4 GPUs, so 2 nodes provide 8, not the 16 declared.
+    result = preflight(eks_config(maxSize=2, desiredSize=2, instanceType="g4dn.12xlarge"), "us-west-2")
+    assert any("declared 16" in problem and "provide 8" in problem for problem in result.problems), result.problems
+
+
+def test_declaring_more_gpus_than_a_known_pool_is_refused_offline():
+    from infra.stack_file import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        eks_config(maxSize=2, desiredSize=2)
+    assert "platform.capacity.nvidia.com/gpu: 16 GPUs declared, but the eks pool provides 8" in str(caught.value)
 
 
 def test_cli_preflight_exit_codes():

@@ -145,7 +145,9 @@ def ingress_allowed(policies, *, source_namespace, source_namespace_labels, targ
         return True
     for policy in isolating:
         for rule in policy.get("ingress", []):
-            for peer in rule.get("from", []):
+            if not rule.get("from"):
+                return True  # a rule without peers admits every source
+            for peer in rule["from"]:
                 ns_selector, pod_selector = peer.get("namespaceSelector"), peer.get("podSelector")
                 if ns_selector is None and pod_selector is not None and source_namespace == target_namespace:
                     return True
@@ -175,7 +177,12 @@ def test_network_policy_default_deny_and_allowed_paths(capture):
 
 def test_dns_is_the_only_egress_outside_the_namespace(capture):
     egress_rules = [rule for p in _policies(capture, "team-a") for rule in p.get("egress", [])]
-    outside = [rule for rule in egress_rules if any("namespaceSelector" in peer for peer in rule["to"])]
+    # A rule without peers, or with an ipBlock, reaches outside the namespace as much as a namespaceSelector does.
+    outside = [
+        rule
+        for rule in egress_rules
+        if not rule.get("to") or any("namespaceSelector" in peer or "ipBlock" in peer for peer in rule["to"])
+    ]
     assert len(outside) == 1
     assert {port["port"] for port in outside[0]["ports"]} == {53}
 

@@ -55,7 +55,7 @@ def test_text_completions_and_x_api_key(gw):
 
 def test_tokens_counted_from_usage_including_streams(gw):
     def tokens():
-        text = httpx.get(f"{gw.url}/metrics").text
+        text = httpx.get(f"{gw.metrics_url}/metrics").text
         return sum(
             float(line.split()[-1])
             for line in text.splitlines()
@@ -246,12 +246,12 @@ def test_a_client_leaving_mid_stream_stops_the_engine(tmp_path, redis):
             while (not aborted or not closed) and time.monotonic() < deadline:
                 time.sleep(0.05)
                 aborted = total(slow.url, "vllm:request_success_total", 'finished_reason="abort"')
-                closed = total(service.url, "gateway_requests_total", 'code="499"')
+                closed = total(service.metrics_url, "gateway_requests_total", 'code="499"')
     assert aborted == 1 and closed == 1
 
 
 def test_every_tenant_has_queue_and_inflight_gauges_at_rest(gw):
-    text = httpx.get(f"{gw.url}/metrics").text
+    text = httpx.get(f"{gw.metrics_url}/metrics").text
     for tenant in ("acme", "globex"):
         assert f'gateway_tenant_queue_depth{{tenant="{tenant}"}} 0.0' in text
         assert f'gateway_tenant_inflight{{tenant="{tenant}"}} 0.0' in text

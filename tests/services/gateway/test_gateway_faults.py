@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import math
 import signal
 import threading
 import time
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.gateway.process import gateway, redis_server
+from services.gateway.request_fields import FIELDS
 from services.mock_worker.process import mock_worker
 from tests.services.gateway.conftest import KEYS, document
 
@@ -32,7 +34,13 @@ def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, 
     # A fresh tenant name: no counts left over from other tests in this minute.
     doc["tenants"]["shared-limit"] = doc["tenants"].pop("acme")
     config = write(tmp_path, doc)
-    with gateway(config, redis.url) as g1, gateway(config, redis.url) as g2, gateway(config, redis.url) as g3:
+    # A generous Redis timeout: on a loaded machine a 0.25 s miss would rightly fall back to per-process limits.
+    slow_ok = {"redis_timeout_seconds": 3}
+    with (
+        gateway(config, redis.url, **slow_ok) as g1,
+        gateway(config, redis.url, **slow_ok) as g2,
+        gateway(config, redis.url, **slow_ok) as g3,
+    ):
         urls = [g1.url, g2.url, g3.url]
 
         def send(i):
@@ -43,11 +51,19 @@ def test_limit_shared_by_three_gateways_admits_no_more_than_the_limit(tmp_path, 
         left_in_minute = 60 - time.time() % 60
         if left_in_minute < 20:
             time.sleep(left_in_minute + 0.1)
+        started = time.time()
         with concurrent.futures.ThreadPoolExecutor(24) as pool:
             codes = list(pool.map(send, range(3 * limit)))
+        ended = time.time()
     admitted = codes.count(200)
     assert codes.count(429) + admitted == 3 * limit
-    assert abs(admitted - limit) <= max(1, limit // 100), f"admitted {admitted} for a limit of {limit}"
+    # On a machine slow enough for the burst to run into the next minute, the window rightly admits
+    # the part of the limit that the previous minute no longer weighs on: at most this many more.
+    crossed = int(ended // 60) > int(started // 60)
+    more = math.ceil(limit * (ended % 60) / 60) + 1 if crossed else 0
+    assert admitted <= limit + more and admitted >= limit - max(1, limit // 100), (
+        f"admitted {admitted} for a limit of {limit} (+{more} allowed past the minute)"
+    )
 
 
 def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers):
@@ -56,7 +72,7 @@ def test_429_carries_retry_after_and_ratelimit_headers(tmp_path, redis, workers)
     with gateway(write(tmp_path, doc), redis.url) as service:
         assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
         refused = httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY)
-        metrics = httpx.get(f"{service.url}/metrics").text
+        metrics = httpx.get(f"{service.metrics_url}/metrics").text
     assert refused.status_code == 429
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert (
@@ -71,14 +87,14 @@ def test_redis_killed_mid_test_keeps_serving_and_says_so(tmp_path, workers):
     with redis_server() as own_redis:
         with gateway(write(tmp_path, document(workers)), own_redis.url) as service:
             assert httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code == 200
-            assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.url}/metrics").text
+            assert "gateway_ratelimit_backend_up 1.0" in httpx.get(f"{service.metrics_url}/metrics").text
             own_redis.process.kill()
             own_redis.process.wait()
             codes = [
                 httpx.post(f"{service.url}/v1/chat/completions", headers=AUTH, json=BODY).status_code for _ in range(20)
             ]
             assert codes == [200] * 20
-            assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.url}/metrics").text
+            assert "gateway_ratelimit_backend_up 0.0" in httpx.get(f"{service.metrics_url}/metrics").text
 
 
 def test_fail_closed_refuses_without_redis(tmp_path, workers):
@@ -146,7 +162,7 @@ def admitted(url: str, tenant: str) -> float:
 
 
 def test_sigterm_under_load_drops_no_request(tmp_path, redis):
-    with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.02") as worker:
+    with mock_worker("--model", "llama", "--slots", "64", "--decode-seconds-per-token", "0.06") as worker:
         with gateway(write(tmp_path, document((worker, worker))), redis.url) as service:
             results: list[int] = []
 
@@ -167,9 +183,9 @@ def test_sigterm_under_load_drops_no_request(tmp_path, redis):
             for thread in threads:
                 thread.start()
             # SIGTERM once all 20 are inside the gateway (16 holding upstream slots, 4 queued; each takes
-            # ~1 s upstream): a request still connecting then would rightly be refused.
+            # ~3 s upstream, so a slow machine still gets all 20 in): a request still connecting then would rightly be refused.
             deadline = time.monotonic() + 10
-            while admitted(service.url, "acme") < 20:
+            while admitted(service.metrics_url, "acme") < 20:
                 assert time.monotonic() < deadline, "the 20 requests never all reached the gateway"
                 time.sleep(0.02)
             service.process.send_signal(signal.SIGTERM)
@@ -189,7 +205,8 @@ BODIES = st.one_of(
     JSONISH.map(lambda v: json.dumps(v).encode()),
     st.fixed_dictionaries(
         {"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH},
-        optional={"max_tokens": JSONISH, "stream": JSONISH, "stream_options": JSONISH},
+        # Every field either endpoint of the API defines, each with any JSON (ints of any size included).
+        optional={name: JSONISH | st.integers() for name in sorted({*FIELDS[True], *FIELDS[False], "prompt"})},
     ).map(lambda v: json.dumps(v).encode()),
 )
 # Leading or trailing blanks are refused by the client library itself, before the gateway sees them.
@@ -213,3 +230,5 @@ def test_fuzzed_bodies_and_headers_never_5xx(gw, body, auth, path, extra):
         timeout=10,
     )
     assert response.status_code < 500, (response.status_code, response.text[:200])
+    if response.status_code >= 400:
+        assert set(response.json()["error"]) >= {"message", "type", "param", "code"}, response.text[:200]

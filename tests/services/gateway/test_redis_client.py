@@ -126,10 +126,10 @@ def test_urls_that_are_not_redis_are_refused():
 def test_the_limiter_loads_its_script_again_after_a_script_flush(redis):
     async def scenario():
         limiter = RateLimiter(redis.url, fail_closed=True)
-        first = await limiter.check("flushed-tenant", 2, None, 1)
+        first, _ = await limiter.admit("flushed-tenant", 2, None, 1, 16, 0)
         await limiter.redis.call("SCRIPT", "FLUSH")
-        second = await limiter.check("flushed-tenant", 2, None, 1)
-        third = await limiter.check("flushed-tenant", 2, None, 1)
+        second, _ = await limiter.admit("flushed-tenant", 2, None, 1, 16, 0)
+        third, _ = await limiter.admit("flushed-tenant", 2, None, 1, 16, 0)
         await limiter.close()
         return first, second, third
 
@@ -141,8 +141,8 @@ def test_the_limiter_counts_in_keys_that_expire(redis):
     async def scenario():
         limiter = RateLimiter(redis.url, fail_closed=True)
         for _ in range(3):
-            await limiter.check("expiring-tenant", 100, 10_000, 7)
-        keys = sorted(await limiter.redis.call("KEYS", "rl:{expiring-tenant}:*"))
+            await limiter.admit("expiring-tenant", 100, 10_000, 7, 16, 0)
+        keys = sorted(key for key in await limiter.redis.call("KEYS", "rl:{expiring-tenant}:*") if b"slots" not in key)
         values = [await limiter.redis.call("GET", key) for key in keys]
         ttls = [await limiter.redis.call("PTTL", key) for key in keys]
         await limiter.close()
@@ -156,3 +156,18 @@ def test_the_limiter_counts_in_keys_that_expire(redis):
     }
     assert totals == {b"r": 3, b"t": 21}
     assert all(110_000 < ttl <= 120_000 for ttl in ttls), ttls
+
+
+def test_a_deferred_command_rides_with_the_next_batch_or_goes_after_its_delay(redis):
+    async def scenario():
+        client = RedisClient(redis.url, 1)
+        await client.call("DEL", "deferred-counter")
+        first = client.defer(5.0, "INCR", "deferred-counter")
+        # The next call's batch takes the deferred command along, ahead of it: no 5 s wait.
+        seen_with_batch = await asyncio.wait_for(client.call("GET", "deferred-counter"), 1)
+        second = client.defer(0.05, "INCR", "deferred-counter")
+        alone = await asyncio.wait_for(second, 1)  # nobody else calls: it goes on its own after 50 ms
+        await client.close()
+        return await first, seen_with_batch, alone
+
+    assert asyncio.run(scenario()) == (1, b"1", 2)

@@ -1,0 +1,167 @@
+"""The fields of OpenAI's completion requests the gateway checks, and the token charge they imply.
+
+Every field is checked on its own, whatever the others hold: the charge is computed from the
+token fields, so one of them left unchecked (say `max_tokens` next to a null
+`max_completion_tokens`) would let a tenant charge itself a negative amount. Fields the API
+does not define (engine extensions such as vLLM's `top_k`) pass through unchecked; they never
+enter the charge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from services.gateway.asgi import Reply
+from services.gateway.errors import error
+
+# Token counts above this are refused: no engine generates more, and the charge stays an exact
+# integer far below what the limit script's doubles hold exactly (2^53).
+MAX_TOKENS = 2**31 - 1
+MAX_N = 128  # OpenAI's own bound on `n`
+MAX_BEST_OF = 20  # and on `best_of`
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], bool]:
+    return lambda value: _integer(value) and low <= value <= high
+
+
+def _number_in(low: float, high: float) -> Callable[[Any], bool]:
+    return lambda value: _number(value) and low <= value <= high
+
+
+def _stop(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value))
+
+
+def _logit_bias(value: Any) -> bool:
+    return isinstance(value, dict) and all(_number(bias) for bias in value.values())
+
+
+def _stream_options(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("include_usage", False), bool)
+
+
+def _prompt(value: Any) -> bool:
+    # A string, strings, token ids, or lists of token ids.
+    if isinstance(value, str):
+        return True
+    if not isinstance(value, list):
+        return False
+    return (
+        all(isinstance(item, str) for item in value)
+        or all(_integer(item) for item in value)
+        or all(isinstance(item, list) and all(_integer(i) for i in item) for item in value)
+    )
+
+
+def _is(kind: type) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, kind)
+
+
+_BOOL = _is(bool)
+_STR = _is(str)
+_OBJECT = _is(dict)
+_LIST = _is(list)
+
+# field -> (check, what a good value is); null is allowed for every optional field, as the API does.
+_COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "max_tokens": (_int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}"),
+    "n": (_int_in(1, MAX_N), f"an integer from 1 to {MAX_N}"),
+    "temperature": (_number_in(0, 2), "a number from 0 to 2"),
+    "top_p": (_number_in(0, 1), "a number from 0 to 1"),
+    "frequency_penalty": (_number_in(-2, 2), "a number from -2 to 2"),
+    "presence_penalty": (_number_in(-2, 2), "a number from -2 to 2"),
+    "stop": (_stop, "a string or a list of strings"),
+    "stream": (_BOOL, "a boolean"),
+    "stream_options": (_stream_options, "an object whose include_usage is a boolean"),
+    "seed": (_integer, "an integer"),
+    "user": (_STR, "a string"),
+    "logit_bias": (_logit_bias, "an object mapping token ids to numbers"),
+}
+_CHAT = {
+    **_COMMON,
+    "max_completion_tokens": (_int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}"),
+    "logprobs": (_BOOL, "a boolean"),
+    "top_logprobs": (_int_in(0, 20), "an integer from 0 to 20"),
+    "tools": (_LIST, "a list"),
+    "tool_choice": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
+    "parallel_tool_calls": (_BOOL, "a boolean"),
+    "response_format": (_OBJECT, "an object"),
+    "functions": (_LIST, "a list"),
+    "function_call": (lambda v: isinstance(v, (str, dict)), "a string or an object"),
+    "metadata": (_OBJECT, "an object"),
+    "store": (_BOOL, "a boolean"),
+    "reasoning_effort": (_STR, "a string"),
+    "service_tier": (_STR, "a string"),
+    "modalities": (_LIST, "a list"),
+    "prediction": (_OBJECT, "an object"),
+    "audio": (_OBJECT, "an object"),
+}
+_TEXT = {
+    **_COMMON,
+    "best_of": (_int_in(1, MAX_BEST_OF), f"an integer from 1 to {MAX_BEST_OF}"),
+    "logprobs": (_int_in(0, 5), "an integer from 0 to 5"),
+    "echo": (_BOOL, "a boolean"),
+    "suffix": (_STR, "a string"),
+}
+FIELDS = {True: _CHAT, False: _TEXT}
+
+
+def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Reply:
+    """The parsed body, or a 400 in OpenAI's shape naming the first field that is wrong."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return error(400, "request body is not valid JSON")
+    if not isinstance(body, dict):
+        return error(400, "request body must be a JSON object")
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return error(400, "missing required field 'model'", param="model")
+    if chat:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+            return error(400, "'messages' must be a list of message objects", param="messages")
+    elif not _prompt(body.get("prompt")):
+        return error(400, "'prompt' must be a string, a list of strings or a list of token ids", param="prompt")
+    fields = FIELDS[chat]
+    for name, value in body.items():  # a body holds a few fields: look each up, not every rule
+        rule = fields.get(name)
+        if rule is not None and value is not None and not rule[0](value):
+            return error(400, f"'{name}' must be {rule[1]}", param=name)
+    if not chat and body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
+        return error(400, "'best_of' must be at least 'n'", param="best_of")
+    return body
+
+
+def requested_tokens(body: dict[str, Any]) -> int | None:
+    """The most output tokens per choice the request allows, None when it states none.
+
+    An engine honours max_completion_tokens first and max_tokens otherwise; when both are given
+    the larger is charged, so no spelling of the request is charged less than it may generate.
+    """
+    stated = [v for v in (body.get("max_tokens"), body.get("max_completion_tokens")) if v is not None]
+    return max(stated) if stated else None
+
+
+def choices(body: dict[str, Any]) -> int:
+    """How many sequences the engine generates: `best_of` (completions) or `n`, each up to the output limit."""
+    return max(body.get("n") or 1, body.get("best_of") or 1)
+
+
+def token_charge(raw_size: int, body: dict[str, Any], output_cap: int) -> int:
+    """Up-front token charge: the prompt estimated at a quarter of the body's bytes plus every sequence's output limit.
+
+    Always at least 1 and at most (2^31 * 128 + body size): inputs the limit script takes as exact integers.
+    """
+    return raw_size // 4 + (requested_tokens(body) or output_cap) * choices(body)
