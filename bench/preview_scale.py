@@ -45,7 +45,6 @@ def synthetic_stack(tenants: int) -> dict:
                     "name": f"tenant-{i:04d}",
                     "tier": TIERS[i % 3],
                     "environments": ["dev", "prod"] if i % 4 == 0 else ["prod"],
-                    "models": ["mock-llama-8b"],
                     "groups": {"user": [f"team-{i}"]},
                 }
                 for i in range(tenants)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
-from infra.stack_file import ConfigError
+from infra.stack_file import ConfigError, display_path, stack_file_path
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Offline tools for the GPU inference platform.")
 
@@ -27,6 +30,31 @@ def _config_error(exc: ConfigError) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _source(stack: str, stack_file: Path | None) -> str:
+    return display_path(stack_file) if stack_file is not None else display_path(stack_file_path(stack))
+
+
+@contextmanager
+def _bad_input_is_exit_2(stack: str, stack_file: Path | None) -> Iterator[None]:
+    """Every failure on a stack is exit 2 with the file (and key, where known), never a traceback."""
+    # Pulumi's stack names: the name also becomes a path under build/, so nothing that leaves it.
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", stack):
+        typer.echo(f"error: --stack: {stack!r} is not a stack name (letters, digits, '.', '_' and '-')", err=True)
+        raise typer.Exit(2)
+    try:
+        yield
+    except ConfigError as exc:
+        raise _config_error(exc) from None
+    except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        raise
+    except RecursionError:
+        typer.echo(f"error: {_source(stack, stack_file)}: values nest too deeply to be a stack configuration", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: say what failed and where
+        typer.echo(f"error: {_source(stack, stack_file)}: {type(exc).__name__}: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 @app.command()
 def preview(
     stack: str = StackOption,
@@ -36,10 +64,8 @@ def preview(
     """Run the program under Pulumi's mock runtime: manifests, schema check, report.json and the plan."""
     from infra.preview.runner import run_preview
 
-    try:
+    with _bad_input_is_exit_2(stack, stack_file):
         result = run_preview(stack, stack_file, out)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
     raise typer.Exit(result.exit_code)
 
 
@@ -55,11 +81,9 @@ def policy_check(stack: str = StackOption, stack_file: Path | None = StackFileOp
     from infra.preview import policy
     from infra.preview.runner import capture_stack, load, print_violations
 
-    try:
-        _, raw, _ = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
-    violations = policy.check(capture_stack(stack, raw))
+    with _bad_input_is_exit_2(stack, stack_file):
+        path, raw, _ = load(stack, stack_file)
+        violations = policy.check(capture_stack(stack, raw, display_path(path)))
     print_violations(violations, Console(width=200))
     raise typer.Exit(1 if any(v["level"] == "mandatory" for v in violations) else 0)
 
@@ -84,10 +108,8 @@ def chargeback(
     from infra.preview.runner import load
     from infra.prometheus_api import PrometheusAPI, PrometheusError
 
-    try:
+    with _bad_input_is_exit_2(stack, stack_file):
         _, _, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
     pricing = config.monitoring.pricing
     tenants = {t.name: (t.tier, t.cost_center or t.name) for t in config.tenants}
     try:
@@ -295,37 +317,34 @@ def preflight(
     context: str | None = typer.Option(None, "--context", help="kubeconfig context (default: its current-context)."),
 ) -> None:
     """Before `pulumi up`: check with AWS (EKS pools) or with the cluster (--kubeconfig) what the stack assumes."""
+    from infra.preflight import AwsRefused, BotoCoreError, check_region, region_of
+    from infra.preflight import preflight as run_preflight
     from infra.preview.runner import load
 
-    try:
+    source = _source(stack, stack_file)
+    with _bad_input_is_exit_2(stack, stack_file):
         _, raw, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
-    if kubeconfig is not None:
-        _cluster_preflight(config, kubeconfig, context)
-    from infra.preflight import BotoCoreError, region_of
-    from infra.preflight import preflight as run_preflight
-
-    region = region or region_of(raw)
-    if not region:
-        typer.echo("error: no AWS region: pass --region or set aws:region in the stack file", err=True)
-        raise typer.Exit(2)
-    try:
-        result = run_preflight(config, region)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    except BotoCoreError as exc:
-        typer.echo(f"error: cannot reach AWS in {region}: {exc}", err=True)
-        raise typer.Exit(1) from None
+        if kubeconfig is not None:
+            _cluster_preflight(config, kubeconfig, context)
+        region = region or region_of(raw)
+        if not region:
+            raise ConfigError(source, ["aws:region: no AWS region: pass --region or set aws:region in the stack file"])
+        try:
+            result = run_preflight(config, check_region(region))
+        except ValueError as exc:
+            raise ConfigError(source, [str(exc)]) from None
+        except (BotoCoreError, AwsRefused) as exc:
+            typer.echo(f"error: cannot check {source} with AWS in {region}: {exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(
         f"{result.instance_type} in {result.region}: {result.gpus_per_node} GPU(s) per node ({result.gpu_name or 'none'}), "
         f"offered in {', '.join(result.offered_zones) or 'no zone'}; pool capacity at max size "
         f"{result.max_nodes} nodes: {result.gpu_capacity} GPUs"
     )
+    # What AWS says about the stack's keys is a problem of the stack file, like any other (exit 2).
     for problem in result.problems:
-        typer.echo(f"problem: {problem}", err=True)
-    raise typer.Exit(0 if result.ok else 1)
+        typer.echo(f"error: {source}: {problem}", err=True)
+    raise typer.Exit(0 if result.ok else 2)
 
 
 def _cluster_preflight(config, kubeconfig: Path, context: str | None) -> None:
@@ -353,10 +372,8 @@ def images(stack: str = StackOption, stack_file: Path | None = StackFileOption) 
     from infra.config.platform import PLATFORM_IMAGES
     from infra.preview.runner import load
 
-    try:
+    with _bad_input_is_exit_2(stack, stack_file):
         _, _, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
     for name, reference in config.images.platform_images().items():
         typer.echo(f"{name} {PLATFORM_IMAGES[name]} {reference}")
 

@@ -20,14 +20,18 @@ GPU_INSTANCE_TYPES: dict[str, tuple[int, int, int, str, int]] = {
 }
 
 
+class UnknownInstanceType(ValueError):
+    """An instance type the offline table does not know; its message names the stack key."""
+
+
 def get_instance_type_result(args: dict) -> dict:
     """The `aws:ec2/getInstanceType:getInstanceType` invoke result, in wire form."""
     name = args["instanceType"]
     if name not in GPU_INSTANCE_TYPES:
         known = ", ".join(sorted(GPU_INSTANCE_TYPES))
-        raise ValueError(
-            f"the offline preview knows no GPU instance type {name!r} (known: {known}); "
-            "run `platformctl preflight` against AWS to check it"
+        raise UnknownInstanceType(
+            f"gpuPool.eks.instanceType: the offline preview knows no GPU instance type {name!r} (known: {known}); "
+            "pick one of those, or run `platformctl preflight` against AWS to check it"
         )
     vcpus, memory, count, gpu, gpu_memory = GPU_INSTANCE_TYPES[name]
     return {

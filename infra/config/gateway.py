@@ -6,16 +6,25 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from infra.config.base import Model, Quantity
+from infra.config.base import (
+    DnsLabel,
+    DnsSubdomain,
+    Hostname,
+    IngressClassName,
+    Int32,
+    Model,
+    Quantity,
+    StorageClassName,
+)
 from infra.config.monitoring import Resources
 
 
 class ParentGateway(Model):
     """The Gateway API Gateway (owned by the cluster's controller) that HTTPRoutes attach to."""
 
-    name: str = "platform"
-    namespace: str = "gateway-system"
-    section_name: str | None = None
+    name: DnsSubdomain = "platform"
+    namespace: DnsLabel = "gateway-system"
+    section_name: DnsSubdomain | None = None
 
 
 class GatewayApi(Model):
@@ -32,31 +41,32 @@ class GatewayApi(Model):
 
 class RedisSettings(Model):
     storage: Quantity = "1Gi"
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
     max_memory: Quantity = "256Mi"
     resources: Resources = Resources(cpu="100m", memory="384Mi", memory_limit="384Mi")
 
 
 class GatewaySettings(Model):
     enabled: bool = True
-    replicas: int = Field(default=2, ge=2)
-    max_replicas: int = Field(default=6, ge=2)
+    replicas: Int32 = Field(default=2, ge=2)
+    max_replicas: Int32 = Field(default=6, ge=2)
     # The HPA adds a replica when the average replica holds more requests in flight than this.
     target_inflight_per_replica: int = Field(default=64, ge=1, le=100_000)
     # How clients reach the gateway. `none` (a ClusterIP Service; `kubectl port-forward` or an in-cluster
     # client) works on every cluster; `gateway-api` needs the Gateway API CRDs, a controller and its Gateway;
     # `ingress` an Ingress controller.
     exposure: Literal["gateway-api", "ingress", "none"] = "none"
-    hostname: str = "gateway.local"
+    hostname: Hostname = "gateway.local"
     parent_gateway: ParentGateway = ParentGateway()
     gateway_api: GatewayApi = GatewayApi()
     # Ingress: pulumi-kubernetes waits for a load-balancer address, which some controllers (minikube's addon
     # without `minikube tunnel`) never report; False creates the Ingress without waiting.
     await_ingress: bool = False
-    ingress_class_name: str | None = None
+    ingress_class_name: IngressClassName | None = None
     fail_closed: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    upstream_timeout_seconds: float = Field(default=120, gt=0)
+    # Also the pods' termination grace period, which Kubernetes holds in whole seconds.
+    upstream_timeout_seconds: float = Field(default=120, gt=0, le=86_400)
     resources: Resources = Resources(cpu="250m", memory="128Mi", memory_limit="256Mi")
     redis: RedisSettings = RedisSettings()
 

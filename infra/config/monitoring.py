@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from infra.config.base import Model, Quantity
+from infra.config.base import Model, NonNegativeFloat, Quantity, StorageClassName
 
 # `platformctl chargeback` bills at most a calendar month; Prometheus must keep at least that.
 LONGEST_BILLING_WINDOW_DAYS = 31
@@ -36,7 +36,7 @@ class Pricing(Model):
     gpu_hour: float = Field(default=2.50, ge=0)
     per_million_prompt_tokens: float = Field(default=0.20, ge=0)
     per_million_completion_tokens: float = Field(default=0.60, ge=0)
-    tier_multipliers: dict[str, float] = {}
+    tier_multipliers: dict[str, NonNegativeFloat] = {}
 
 
 class Thresholds(Model):
@@ -53,7 +53,7 @@ class PrometheusStorage(Model):
     """Prometheus' volume: without one a restart loses the month being billed."""
 
     size: Quantity = Field(default="50Gi")
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
 
 
 class MonitoringSettings(Model):

@@ -7,7 +7,20 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
-from infra.config.base import Count, Model, Quantity, dns_label
+from infra.config.base import (
+    Count,
+    EksClusterName,
+    ImageRef,
+    KubernetesVersion,
+    LabelValue,
+    Model,
+    NodeName,
+    PlatformNamespace,
+    QualifiedName,
+    Quantity,
+    StorageClassName,
+    dns_label,
+)
 from infra.config.pool_modes import POOL_MODES
 from policies.platform_rules.contract import image_pinned
 
@@ -21,10 +34,10 @@ class Capacity(Model):
 
 
 class PlatformNamespaces(Model):
-    system: str = "platform-system"
-    gateway: str = "platform-gateway"
-    monitoring: str = "monitoring"
-    gpu_operator: str = "gpu-operator"
+    system: PlatformNamespace = "platform-system"
+    gateway: PlatformNamespace = "platform-gateway"
+    monitoring: PlatformNamespace = "monitoring"
+    gpu_operator: PlatformNamespace = "gpu-operator"
 
     @field_validator("*")
     @classmethod
@@ -39,18 +52,18 @@ class PlatformSettings(Model):
     max_tenant_share: float = Field(default=0.30, gt=0.0, le=1.0)
     namespaces: PlatformNamespaces = PlatformNamespaces()
     # The Kubernetes minor version manifests are validated against in the offline preview.
-    kubernetes_version: str = Field(default="1.33", pattern=r"^1\.\d+$")
+    kubernetes_version: KubernetesVersion = "1.33"
     # The cluster's nodes that run ordinary (non-GPU) pods: the gateway, Redis, monitoring. Only used to
     # check that tainting the GPU pool leaves somewhere for them to run.
-    nodes: list[str] = []
+    nodes: list[NodeName] = []
     # StorageClass of every PVC the platform creates (Redis, Prometheus, model caches) unless a PVC names its
     # own; None uses the cluster's default StorageClass, which kubeadm clusters and EKS >= 1.30 do not have.
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
 
 
 class Taint(Model):
-    key: str
-    value: str
+    key: QualifiedName
+    value: LabelValue
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
     @classmethod
@@ -65,8 +78,8 @@ class Taint(Model):
 
 
 class NodeLabel(Model):
-    key: str
-    value: str
+    key: QualifiedName
+    value: LabelValue
 
     @classmethod
     def parse(cls, text: str) -> NodeLabel:
@@ -82,9 +95,9 @@ class NodeLabel(Model):
 class FakeGpus(Model):
     """fake-gpu-operator's simulated pool (its `topology.nodePools` entry)."""
 
-    pool: str = "default"
+    pool: LabelValue = "default"
     gpus_per_node: int = Field(default=8, ge=1, le=64)
-    gpu_product: str = "Tesla-K80"
+    gpu_product: LabelValue = "Tesla-K80"
     gpu_memory_mib: int = Field(default=11441, ge=1)
 
 
@@ -97,7 +110,7 @@ class TimeSlicing(Model):
 class EksNodeGroup(Model):
     """A managed GPU node group added to an existing EKS cluster."""
 
-    cluster_name: str
+    cluster_name: EksClusterName
     instance_type: str = "g5.12xlarge"
     ami_type: Literal["AL2023_x86_64_NVIDIA", "AL2_x86_64_GPU", "BOTTLEROCKET_x86_64_NVIDIA"] = "AL2023_x86_64_NVIDIA"
     subnet_ids: list[str] = Field(min_length=1)
@@ -131,7 +144,7 @@ class GpuPoolSettings(Model):
     label: Annotated[NodeLabel, _parse(NodeLabel)] = NodeLabel(key="platform.io/pool", value="gpu")
     taint: Annotated[Taint, _parse(Taint)] = Taint(key="nvidia.com/gpu", value="true", effect="NoSchedule")
     # Existing nodes to label (and taint) as the pool, for the fake and onprem modes.
-    nodes: list[str] = []
+    nodes: list[NodeName] = []
     # A single-node cluster must keep scheduling system pods: label the node but do not taint it.
     taint_nodes: bool = True
     gpus_per_node: int | None = Field(default=None, ge=1, le=64)
@@ -169,11 +182,11 @@ class Images(Model):
 
     registry: str = Field(default=DEFAULT_REGISTRY, pattern=r"^[a-z0-9]([a-z0-9._:/-]*[a-z0-9])?$")
     tag: str = Field(default=PLATFORM_VERSION, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-    mock_worker: str | None = None
-    gateway: str | None = None
-    vllm: str = "vllm/vllm-openai:v0.11.2"
-    sglang: str = "lmsysorg/sglang:v0.5.5"
-    redis: str = "redis:7.4.6-alpine"
+    mock_worker: ImageRef | None = None
+    gateway: ImageRef | None = None
+    vllm: ImageRef = "vllm/vllm-openai:v0.11.2"
+    sglang: ImageRef = "lmsysorg/sglang:v0.5.5"
+    redis: ImageRef = "redis:7.4.6-alpine"
 
     @model_validator(mode="before")
     @classmethod

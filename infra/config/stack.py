@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BeforeValidator, field_validator, model_validator
 
 from infra.config.base import Model, dns_label
+from infra.config.consistency import StackProblems, stack_problems
 from infra.config.gateway import GatewaySettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
@@ -46,8 +47,6 @@ class StackConfig(Model):
         self._check_pool()
         tiers = resolve_tiers(self.tiers)
         seen: dict[str, int] = {}
-        owners: dict[str, str] = {}
-        reserved = set(self.platform.namespaces.model_dump().values()) | {"default", "kube-system", "kube-public"}
         for index, tenant in enumerate(self.tenants):
             where = f"tenants[{index}]"
             if tenant.name in seen:
@@ -72,15 +71,10 @@ class StackConfig(Model):
                         f"{tenant.namespace(worker.environment)!r} from the stack's token; set it with "
                         "`pulumi config set --secret huggingFaceToken <token>`"
                     )
-            for namespace in tenant.namespaces:
-                if namespace in reserved:
-                    raise ValueError(f"{where}: namespace {namespace!r} is reserved for the platform")
-                if namespace in owners:
-                    raise ValueError(
-                        f"{where}: namespace {namespace!r} of tenant {tenant.name!r} collides with "
-                        f"tenant {owners[namespace]!r}; rename one of them"
-                    )
-                owners[namespace] = tenant.name
+        # Names, namespaces, served models and the gateway document: see infra/config/consistency.py.
+        problems = stack_problems(self)
+        if problems:
+            raise StackProblems(problems)
         return self
 
     def _check_pool(self) -> None:

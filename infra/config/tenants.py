@@ -7,7 +7,19 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from infra.config.base import MAX_TENANT_NAME, Count, Model, Quantity, dns_label
+from infra.config.base import (
+    MAX_TENANT_NAME,
+    ApiKeyId,
+    Count,
+    EnvironmentName,
+    LabelValue,
+    Model,
+    ModelName,
+    Quantity,
+    RbacSubject,
+    TenantName,
+    dns_label,
+)
 from infra.config.workers import Route, Worker
 
 
@@ -69,25 +81,25 @@ class Tier(Model):
 
 
 class RoleMembers(Model):
-    admin: list[str] = []
-    user: list[str] = []
-    viewer: list[str] = []
+    admin: list[RbacSubject] = []
+    user: list[RbacSubject] = []
+    viewer: list[RbacSubject] = []
 
 
 class Tenant(Model):
-    name: str
+    name: TenantName
     tier: str
-    environments: list[str] = ["prod"]
-    cost_center: str | None = None
+    environments: list[EnvironmentName] = ["prod"]
+    cost_center: LabelValue | None = None
     quota: Quota = Quota()
     users: RoleMembers = RoleMembers()
     groups: RoleMembers = RoleMembers()
-    models: list[str] = []
+    models: list[ModelName] = []
     gateway: GatewayLimits = GatewayLimits()
-    api_keys: list[str] = ["primary"]
+    api_keys: list[ApiKeyId] = ["primary"]
     workers: list[Worker] = []
     # Keyed by the `model` string clients send; seed B's route shape.
-    routes: dict[str, Route] = {}
+    routes: dict[ModelName, Route] = {}
 
     @field_validator("name")
     @classmethod

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator, model_validator
 
-from infra.config.base import Model, Quantity, dns_label
+from infra.config.base import ImageRef, Int32, Model, ModelName, Quantity, SecretName, StorageClassName, dns_1035_label
 from infra.config.engines import ENGINES
 
 # The gateway's own route model: the stack file and the gateway's document share one definition.
@@ -16,11 +16,12 @@ __all__ = ["Autoscaling", "ModelCache", "Route", "Worker"]
 class Autoscaling(Model):
     """HPA on per-pod queue depth; defaults are seed E's behaviour."""
 
-    min_replicas: int = Field(default=1, ge=1)
-    max_replicas: int = Field(default=2, ge=1)
-    target_queue_depth: float = Field(default=5.0, gt=0)
+    min_replicas: Int32 = Field(default=1, ge=1)
+    max_replicas: Int32 = Field(default=2, ge=1)
+    # Rendered in millis ("2500m"): below 0.001 it would be 0, which the HPA refuses.
+    target_queue_depth: float = Field(default=5.0, ge=0.001, le=1_000_000)
     scale_up_window_seconds: int = Field(default=60, ge=0, le=3600)
-    scale_up_pods: int = Field(default=4, ge=1)
+    scale_up_pods: Int32 = Field(default=4, ge=1)
     scale_up_period_seconds: int = Field(default=60, ge=1, le=1800)
     scale_down_window_seconds: int = Field(default=300, ge=0, le=3600)
 
@@ -33,14 +34,14 @@ class Autoscaling(Model):
 
 class ModelCache(Model):
     size: Quantity
-    storage_class: str | None = None
+    storage_class: StorageClassName | None = None
 
 
 class Worker(Model):
     name: str
     engine: str
-    model: str
-    served_model_name: str | None = None
+    model: ModelName
+    served_model_name: ModelName | None = None
     environment: str = "prod"
     gpus: int = Field(default=1, ge=0, le=16)
     cpu: Quantity | None = None
@@ -51,17 +52,17 @@ class Worker(Model):
     tensor_parallel_size: int = Field(default=1, ge=1)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     cache: ModelCache | None = None
-    hf_token_secret: str | None = None
+    hf_token_secret: SecretName | None = None
     allow_internet_egress: bool | None = None
     drain_seconds: int = Field(default=30, ge=0, le=3600)
-    image: str | None = None
+    image: ImageRef | None = None
     extra_args: list[str] = []
     autoscaling: Autoscaling = Autoscaling()
 
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        return dns_label(value, "worker name", 40)
+        return dns_1035_label(value, "worker name", 40)
 
     @field_validator("engine")
     @classmethod

@@ -13,14 +13,15 @@ from rich.console import Console
 
 from infra import program
 from infra.config import StackConfig
-from infra.preview import manifests, plan, policy, schema
+from infra.preview import gateway_readback, manifests, object_names, plan, policy, schema
 from infra.preview.capture import Capture, run_under_mocks
 from infra.stack_file import (
     STACKS_DIR,
+    ConfigError,
     display_path,
     parse_stack_config,
     project_values,
-    read_stack_file,
+    read_stack,
     stack_file_path,
 )
 
@@ -43,12 +44,31 @@ def default_out_dir(stack: str) -> Path:
 def load(stack: str, stack_file: Path | None) -> tuple[Path, dict[str, Any], StackConfig]:
     """Read and parse a stack; raises ConfigError (exit code 2 at the CLI)."""
     path = stack_file or stack_file_path(stack)
-    raw = read_stack_file(path)
-    return path, raw, parse_stack_config(project_values(raw), display_path(path))
+    read = read_stack(path)
+    return path, read.config, parse_stack_config(project_values(read.config), read.source, read.document)
 
 
-def capture_stack(stack: str, raw: dict[str, Any]) -> Capture:
-    return run_under_mocks(program.main, stack=stack, config=raw)
+def capture_stack(stack: str, raw: dict[str, Any], source: str | None = None) -> Capture:
+    """Run the program offline; any failure of the program on this stack is a ConfigError of `source`."""
+    source = source or display_path(stack_file_path(stack))
+    try:
+        return run_under_mocks(program.main, stack=stack, config=raw)
+    except ConfigError:
+        raise
+    except Exception as exc:  # the stack passed its checks but the program still failed on it
+        raise ConfigError(source, [_program_failure(exc)]) from None
+
+
+def _program_failure(exc: BaseException) -> str:
+    """The first line that says what went wrong, without the SDK's wrapping or a traceback."""
+    text = str(exc)
+    for prefix in ("Program run without the Pulumi engine available; re-run using the `pulumi` CLI",):
+        text = text.replace(prefix, "")
+    lines = [
+        line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("Traceback", "  File"))
+    ]
+    message = lines[-1] if lines else type(exc).__name__
+    return message if ": " in message else f"the program failed on this stack: {message}"
 
 
 def schema_check(docs: list[tuple[Path, dict]], out_dir: Path, version: str) -> tuple[list[dict], list[str]]:
@@ -88,7 +108,10 @@ def run_preview(
     console = console or Console()
     path, raw, config = load(stack, stack_file)
     out_dir = (out_dir or default_out_dir(stack)).resolve()
-    capture = capture_stack(stack, raw)
+    capture = capture_stack(stack, raw, display_path(path))
+    refused = gateway_readback.problems(capture, config) + object_names.problems(capture)
+    if refused:
+        raise ConfigError(display_path(path), refused)
 
     for stale in ("manifests", "releases", "cloud"):
         shutil.rmtree(out_dir / stale, ignore_errors=True)

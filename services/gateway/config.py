@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -19,7 +19,9 @@ from pydantic.alias_generators import to_camel
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True, allow_inf_nan=False
+    )
 
 
 # Bounds keep every number the limit script receives an exact integer (Lua numbers are doubles).
@@ -47,7 +49,7 @@ class Route(_Model):
     primary: str | None = None
     canary: str | None = None
     percent: float | None = Field(default=None, ge=0, le=100)
-    weights: dict[str, float] = {}
+    weights: dict[str, Annotated[float, Field(ge=0, le=100)]] = {}
     # Which pod behind the chosen worker (services/gateway/picker.py); None: GATEWAY_PICKER_POLICY.
     picker: Literal["prefix", "least-load", "round-robin", "random"] | None = None
 
@@ -60,6 +62,8 @@ class Route(_Model):
         }
         if not needed[self.strategy]:
             raise ValueError(f"a {self.strategy} route is missing its upstreams (see services/gateway/README.md)")
+        if self.strategy == "weighted" and not sum(self.weights.values()) > 0:
+            raise ValueError("a weighted route needs at least one weight above 0")
         return self
 
     @property

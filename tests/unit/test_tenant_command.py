@@ -44,8 +44,6 @@ def test_add_keeps_comments_and_order_and_prints_the_plan(kind):
         "silver",
         "--cost-center",
         "cc-4004",
-        "--model",
-        "mock-llama-8b",
         "--yes",
         "--stack-file",
         str(kind),
@@ -59,7 +57,6 @@ def test_add_keeps_comments_and_order_and_prints_the_plan(kind):
         "    - name: hooli",
         "      tier: silver",
         "      costCenter: cc-4004",
-        "      models: [mock-llama-8b]",
     ]
     assert "# kind's name for the second worker" in after
     # The diff is shown, then the plan with shares and keys, then the next step.
@@ -67,7 +64,7 @@ def test_add_keeps_comments_and_order_and_prints_the_plan(kind):
     assert "hooli" in result.output and "gpu=12%" in result.output and "apiKeys=primary" in result.output
     assert "pulumi up -s kind" in result.output
     tenants = yaml.safe_load(after)["config"]["gpu-platform:tenants"]
-    assert tenants[-1] == {"name": "hooli", "tier": "silver", "costCenter": "cc-4004", "models": ["mock-llama-8b"]}
+    assert tenants[-1] == {"name": "hooli", "tier": "silver", "costCenter": "cc-4004"}
 
 
 @pytest.mark.parametrize(
