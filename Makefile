@@ -6,7 +6,7 @@ STACK  ?= kind
 STACKS := minikube kind onprem gpu-cloud
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: preview test policy checkov demo ci lint venv clean
+.PHONY: preview test policy checkov demo ci lint venv clean e2e
 
 preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 	$(BIN)/platformctl preview --stack $(STACK)
@@ -28,7 +28,10 @@ demo: $(VENV)/.dev ## the kind stack's data plane locally: Redis, mock workers, 
 	scripts/install-system-packages.sh
 	$(BIN)/python -m infra.demo
 
-ci: test lint policy checkov ## what .ci/run runs
+e2e: $(VENV)/.dev ## every stack applied to a real control plane (builds it from Go modules, cached)
+	e2e/run.sh
+
+ci: test lint policy checkov e2e ## what .ci/run runs
 
 .venv-checkov/.installed: policies/requirements-ci.txt
 	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
@@ -36,7 +39,7 @@ ci: test lint policy checkov ## what .ci/run runs
 	touch $@
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check infra components policies services tests bench
+	$(BIN)/ruff check infra components policies services tests bench e2e
 
 venv: $(VENV)/.dev
 

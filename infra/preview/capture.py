@@ -36,6 +36,9 @@ class CapturedResource:
     inputs: dict[str, Any]
     component: str = ""  # "type name" of the nearest enclosing component
     tenant: str = ""
+    # URNs the engine waits for before creating this resource: `depends_on` and every resource
+    # whose outputs its inputs consume (what the SDK sends as dependencies/propertyDependencies).
+    dependencies: list[str] = field(default_factory=list)
 
     @property
     def is_kubernetes(self) -> bool:
@@ -94,7 +97,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
 
 
 class CapturingMonitor(pulumi_mocks.MockMonitor):
-    """The SDK's mock monitor, remembering each registration's parent for the report."""
+    """The SDK's mock monitor, remembering each registration's parent and dependencies."""
 
     def __init__(self, mocks: pulumi.runtime.Mocks, capture: Capture):
         super().__init__(mocks)
@@ -104,6 +107,9 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
             inputs = self.resources[response.urn].state if response.urn in self.resources else {}
+            dependencies = list(request.dependencies)
+            for property_dependencies in request.propertyDependencies.values():
+                dependencies.extend(property_dependencies.urns)
             self.capture.resources.append(
                 CapturedResource(
                     type=request.type,
@@ -112,6 +118,7 @@ class CapturingMonitor(pulumi_mocks.MockMonitor):
                     parent=request.parent,
                     custom=bool(request.custom),
                     inputs=inputs,
+                    dependencies=sorted(set(dependencies)),
                 )
             )
         return response
