@@ -4,7 +4,7 @@ problems, each naming the stack's object and quoting the apiserver, scheduler or
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.engine import ApplyResult, transitive_dependencies
@@ -23,6 +23,11 @@ class Deployed:
     capture: Capture
     kube: Kube
     result: ApplyResult
+    controllers: list = field(default_factory=list)  # stand-ins (releases, storage) with reconcile()
+
+    def reconcile(self) -> None:
+        for controller in self.controllers:
+            controller.reconcile()
 
 
 # -- admission -------------------------------------------------------------------------------
@@ -92,6 +97,7 @@ def wait_available(deployed: Deployed, timeout: float) -> list[str]:
     pending = {(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"]): o for o in workloads(deployed)}
     deadline = time.monotonic() + timeout
     while pending and time.monotonic() < deadline:
+        deployed.reconcile()
         for key, obj in list(pending.items()):
             if _available(deployed.kube, obj)[0]:
                 del pending[key]
@@ -143,6 +149,44 @@ def pods_not_running(deployed: Deployed) -> list[str]:
     return problems
 
 
+def pod_references_missing(deployed: Deployed) -> list[str]:
+    """What the kubelet would refuse to start (kwok does not look): Secrets and ConfigMaps a pod
+    mounts or reads into its environment must exist, with the keys it names."""
+    kube, problems, cache = deployed.kube, [], {}
+
+    def lookup(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if (kind, namespace, name) not in cache:
+            try:
+                cache[kind, namespace, name] = kube.get("v1", kind, name, namespace)
+            except ApiError:
+                cache[kind, namespace, name] = None
+        return cache[kind, namespace, name]
+
+    for pod in kube.list("v1", "Pod"):
+        meta, spec = pod["metadata"], pod["spec"]
+        where = f"Pod {meta['namespace']}/{meta['name']}"
+        for volume in spec.get("volumes", []):
+            for kind, ref, name_key in (("Secret", volume.get("secret"), "secretName"), ("ConfigMap", volume.get("configMap"), "name")):
+                if ref and not ref.get("optional") and lookup(kind, meta["namespace"], ref[name_key]) is None:
+                    problems.append(f'{where}: MountVolume.SetUp failed for volume "{volume["name"]}" : {kind.lower()} "{ref[name_key]}" not found')
+        for container in spec.get("initContainers", []) + spec.get("containers", []):
+            for env in container.get("env", []):
+                source = env.get("valueFrom", {})
+                for kind, ref in (("Secret", source.get("secretKeyRef")), ("ConfigMap", source.get("configMapKeyRef"))):
+                    if not ref or ref.get("optional"):
+                        continue
+                    obj = lookup(kind, meta["namespace"], ref["name"])
+                    if obj is None:
+                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found')
+                    elif ref["key"] not in {**obj.get("data", {}), **obj.get("stringData", {})}:
+                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: couldn\'t find key {ref["key"]} in {kind} {meta["namespace"]}/{ref["name"]}')
+            for source in container.get("envFrom", []):
+                for kind, ref in (("Secret", source.get("secretRef")), ("ConfigMap", source.get("configMapRef"))):
+                    if ref and not ref.get("optional") and lookup(kind, meta["namespace"], ref["name"]) is None:
+                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found')
+    return sorted(set(problems))
+
+
 # -- quota at maxReplicas ------------------------------------------------------------------------
 def scale_to_max(deployed: Deployed, timeout: float) -> list[str]:
     """Scale every HPA's target to maxReplicas: all replicas must be created, scheduled and Ready,
@@ -163,6 +207,7 @@ def scale_to_max(deployed: Deployed, timeout: float) -> list[str]:
     deadline = time.monotonic() + timeout
     waiting = list(targets)
     while waiting and time.monotonic() < deadline:
+        deployed.reconcile()
         waiting = [t for t in waiting if not _available(kube, t)[0]]
         if waiting:
             time.sleep(1)

@@ -116,8 +116,11 @@ def transitive_dependencies(capture: Capture) -> dict[str, set[str]]:
 
 
 class Engine:
-    def __init__(self, stack: str, kube: Kube, releases: Releases, skip_types: tuple[str, ...] = ()):
+    def __init__(
+        self, stack: str, kube: Kube, releases: Releases, controllers: list, skip_types: tuple[str, ...] = ()
+    ):
         self.stack, self.kube, self.releases, self.skip_types = stack, kube, releases, skip_types
+        self.controllers = controllers  # stand-ins with reconcile(): the releases' controllers, storage
 
     def apply(self, capture: Capture) -> ApplyResult:
         result = ApplyResult(self.stack)
@@ -140,8 +143,9 @@ class Engine:
                     for outcome in pool.map(lambda r, n=n: self._apply_one(r, n), group):
                         status[outcome.resource.urn] = outcome.status
                         result.outcomes.append(outcome)
-            # Stand-in controllers (the fake GPU operator, the device plugin) react to the wave.
-            self.releases.reconcile()
+            # Stand-in controllers (the fake GPU operator, the device plugin, storage) react to the wave.
+            for controller in self.controllers:
+                controller.reconcile()
         return result
 
     def _apply_one(self, resource: CapturedResource, wave: int) -> Outcome:
@@ -180,7 +184,12 @@ class Engine:
             force = str(annotations.get(PATCH_FORCE, "false")).lower() == "true"
             self.kube.apply(obj, field_manager=f"{FIELD_MANAGER}-patch", force=force)
             return
-        # A create in a fresh stack: an object that is already there belongs to someone else.
-        if self.kube.exists(api_version, kind, name, namespace):
-            raise ApiError(409, f'{kind} "{name}" already exists (not created by this resource)', "AlreadyExists")
-        self.kube.apply(obj, field_manager=FIELD_MANAGER)
+        # pulumi-kubernetes creates with a plain create (client-side, since pulumi-kubernetes#4278:
+        # an object that already exists fails with AlreadyExists instead of being silently
+        # adopted) and updates with server-side apply. The apply right after the create is what
+        # the next `pulumi up` sends; it must be admitted too (SSA also rejects duplicate list keys).
+        self.kube.create(obj, field_manager=FIELD_MANAGER)
+        try:
+            self.kube.apply(obj, field_manager=FIELD_MANAGER)
+        except ApiError as error:
+            raise ApiError(error.status, f"created, but the next update's server-side apply fails: {error.message}") from None

@@ -117,8 +117,9 @@ class Kube:
             headers={"Content-Type": "application/apply-patch+yaml"},
         )
 
-    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", self.path(obj, name=False), json=obj)
+    def create(self, obj: dict[str, Any], field_manager: str = "") -> dict[str, Any]:
+        params = {"fieldManager": field_manager} if field_manager else {}
+        return self.request("POST", self.path(obj, name=False), json=obj, params=params)
 
     def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict[str, Any]:
         return self.request("GET", self.resource(api_version, kind).path(namespace, name))

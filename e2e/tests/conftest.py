@@ -21,6 +21,7 @@ from e2e.engine import Engine
 from e2e.kube import Kube
 from e2e.nodes import for_stack
 from e2e.releases import Releases
+from e2e.storage import Provisioner
 from e2e.tests.known_defects import KNOWN_DEFECTS
 from infra.preview.runner import capture_stack, load
 
@@ -80,10 +81,16 @@ def deployed(request, bin_dir: Path):
         nodes = for_stack(config, capture)
         for node in nodes:
             kube.create(node)
+            # What a kubelet reports at registration; set again in case create dropped status.
+            kube.merge_patch("v1", "Node", node["metadata"]["name"], {"status": node["status"]}, subresource="status")
         _wait_nodes_ready(kube, [n["metadata"]["name"] for n in nodes])
-        result = Engine(stack, kube, Releases(kube), skip_types=SKIPPED_TYPES).apply(capture)
+        storage = Provisioner(kube, config.platform.flavour)
+        storage.install()
+        releases = Releases(kube)
+        controllers = [releases, storage]
+        result = Engine(stack, kube, releases, controllers, skip_types=SKIPPED_TYPES).apply(capture)
         (work / "apply-report.txt").write_text(result.report())
-        yield Deployed(stack, config, capture, kube, result)
+        yield Deployed(stack, config, capture, kube, result, controllers)
     finally:
         kube.close()
         plane.stop()

@@ -33,6 +33,10 @@ def test_no_pod_pending(deployed):
     _fail_with(deployed.stack, "pods not running", checks.pods_not_running(deployed))
 
 
+def test_pod_references_resolve(deployed):
+    _fail_with(deployed.stack, "pods the kubelet could not start", checks.pod_references_missing(deployed))
+
+
 def test_rbac_through_subject_access_reviews(deployed):
     _fail_with(deployed.stack, "RBAC", checks.rbac(deployed))
 
