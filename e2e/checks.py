@@ -40,7 +40,9 @@ def custom_resources_without_installer(capture: Capture) -> list[str]:
         for rel in CHART_CRDS.get(chart_name(release.inputs), []):
             for doc in yaml.safe_load_all((VENDOR / rel).read_text()):
                 if doc:
-                    installers.setdefault(f"{doc['spec']['group']}/{doc['spec']['names']['kind']}", []).append(release.urn)
+                    installers.setdefault(f"{doc['spec']['group']}/{doc['spec']['names']['kind']}", []).append(
+                        release.urn
+                    )
     closure = transitive_dependencies(capture)
     problems = []
     for r in capture.kubernetes():
@@ -77,9 +79,7 @@ def name_of(resource: CapturedResource) -> str:
 def workloads(deployed: Deployed) -> list[dict[str, Any]]:
     applied = {o.resource.urn for o in deployed.result.outcomes if o.status == "applied"}
     return [
-        r.inputs
-        for r in deployed.capture.kubernetes()
-        if r.inputs.get("kind") in WORKLOAD_KINDS and r.urn in applied
+        r.inputs for r in deployed.capture.kubernetes() if r.inputs.get("kind") in WORKLOAD_KINDS and r.urn in applied
     ]
 
 
@@ -166,9 +166,14 @@ def pod_references_missing(deployed: Deployed) -> list[str]:
         meta, spec = pod["metadata"], pod["spec"]
         where = f"Pod {meta['namespace']}/{meta['name']}"
         for volume in spec.get("volumes", []):
-            for kind, ref, name_key in (("Secret", volume.get("secret"), "secretName"), ("ConfigMap", volume.get("configMap"), "name")):
+            for kind, ref, name_key in (
+                ("Secret", volume.get("secret"), "secretName"),
+                ("ConfigMap", volume.get("configMap"), "name"),
+            ):
                 if ref and not ref.get("optional") and lookup(kind, meta["namespace"], ref[name_key]) is None:
-                    problems.append(f'{where}: MountVolume.SetUp failed for volume "{volume["name"]}" : {kind.lower()} "{ref[name_key]}" not found')
+                    problems.append(
+                        f'{where}: MountVolume.SetUp failed for volume "{volume["name"]}" : {kind.lower()} "{ref[name_key]}" not found'
+                    )
         for container in spec.get("initContainers", []) + spec.get("containers", []):
             for env in container.get("env", []):
                 source = env.get("valueFrom", {})
@@ -177,13 +182,19 @@ def pod_references_missing(deployed: Deployed) -> list[str]:
                         continue
                     obj = lookup(kind, meta["namespace"], ref["name"])
                     if obj is None:
-                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found')
+                        problems.append(
+                            f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found'
+                        )
                     elif ref["key"] not in {**obj.get("data", {}), **obj.get("stringData", {})}:
-                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: couldn\'t find key {ref["key"]} in {kind} {meta["namespace"]}/{ref["name"]}')
+                        problems.append(
+                            f"{where} container {container['name']}: CreateContainerConfigError: couldn't find key {ref['key']} in {kind} {meta['namespace']}/{ref['name']}"
+                        )
             for source in container.get("envFrom", []):
                 for kind, ref in (("Secret", source.get("secretRef")), ("ConfigMap", source.get("configMapRef"))):
                     if ref and not ref.get("optional") and lookup(kind, meta["namespace"], ref["name"]) is None:
-                        problems.append(f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found')
+                        problems.append(
+                            f'{where} container {container["name"]}: CreateContainerConfigError: {kind.lower()} "{ref["name"]}" not found'
+                        )
     return sorted(set(problems))
 
 
@@ -197,12 +208,24 @@ def scale_to_max(deployed: Deployed, timeout: float) -> list[str]:
             continue
         spec, namespace = r.inputs["spec"], r.inputs["metadata"]["namespace"]
         ref = spec["scaleTargetRef"]
-        target = {"apiVersion": ref.get("apiVersion", "apps/v1"), "kind": ref["kind"], "metadata": {"name": ref["name"], "namespace": namespace}}
+        target = {
+            "apiVersion": ref.get("apiVersion", "apps/v1"),
+            "kind": ref["kind"],
+            "metadata": {"name": ref["name"], "namespace": namespace},
+        }
         try:
-            kube.merge_patch(target["apiVersion"], ref["kind"], ref["name"], {"spec": {"replicas": int(spec["maxReplicas"])}}, namespace)
+            kube.merge_patch(
+                target["apiVersion"],
+                ref["kind"],
+                ref["name"],
+                {"spec": {"replicas": int(spec["maxReplicas"])}},
+                namespace,
+            )
             targets.append(target)
         except ApiError as error:
-            return [f"{ref['kind']} {namespace}/{ref['name']}: scaling to maxReplicas {spec['maxReplicas']} refused: {error.message}"]
+            return [
+                f"{ref['kind']} {namespace}/{ref['name']}: scaling to maxReplicas {spec['maxReplicas']} refused: {error.message}"
+            ]
     problems = []
     deadline = time.monotonic() + timeout
     waiting = list(targets)
@@ -232,7 +255,9 @@ def quota_over_hard(kube: Kube) -> list[str]:
         for resource, limit in hard.items():
             if resource in used and parse_quantity(used[resource]) > parse_quantity(limit):
                 meta = quota["metadata"]
-                problems.append(f"ResourceQuota {meta['namespace']}/{meta['name']}: {resource} used {used[resource]} > hard {limit}")
+                problems.append(
+                    f"ResourceQuota {meta['namespace']}/{meta['name']}: {resource} used {used[resource]} > hard {limit}"
+                )
     return problems
 
 
@@ -277,7 +302,11 @@ def rbac(deployed: Deployed) -> list[str]:
             if other.name == tenant.name:
                 continue
             for namespace in other.namespaces:
-                for verb, resource, group in (("get", "pods", ""), ("list", "secrets", ""), ("create", "deployments", "apps")):
+                for verb, resource, group in (
+                    ("get", "pods", ""),
+                    ("list", "secrets", ""),
+                    ("create", "deployments", "apps"),
+                ):
                     if kube.can_i(user, groups, verb, resource, namespace, group):
                         problems.append(f"{label} can {verb} {resource} in {other.name}'s namespace {namespace}")
     return problems
@@ -293,7 +322,10 @@ PRIVILEGED_POD = {
                 "name": "probe",
                 "image": "registry.k8s.io/pause:3.10",
                 "securityContext": {"privileged": True},
-                "resources": {"limits": {"cpu": "100m", "memory": "64Mi"}, "requests": {"cpu": "100m", "memory": "64Mi"}},
+                "resources": {
+                    "limits": {"cpu": "100m", "memory": "64Mi"},
+                    "requests": {"cpu": "100m", "memory": "64Mi"},
+                },
             }
         ]
     },
@@ -316,10 +348,14 @@ def pod_security(deployed: Deployed) -> list[str]:
                     as_admin.create(pod)
                 except ApiError as error:
                     if "PodSecurity" not in error.message:
-                        problems.append(f"Pod {namespace}/probe as {user} {groups}: refused, but not by Pod Security: {error.message}")
+                        problems.append(
+                            f"Pod {namespace}/probe as {user} {groups}: refused, but not by Pod Security: {error.message}"
+                        )
                     continue
                 deployed.kube.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")
-                problems.append(f"Pod {namespace}/probe: a privileged pod created as {tenant.name}'s admin {user} was admitted")
+                problems.append(
+                    f"Pod {namespace}/probe: a privileged pod created as {tenant.name}'s admin {user} was admitted"
+                )
         finally:
             as_admin.close()
     return problems

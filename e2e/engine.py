@@ -2,13 +2,15 @@
 
 The engine starts a resource as soon as everything it depends on has been created: its custom
 parent, its `depends_on`, and every resource whose outputs its inputs consume (recorded by the
-capture from the SDK's RegisterResource requests). So resources fall into waves: wave 0 has no
-dependencies, wave n depends on something in wave n-1. Each wave is applied in parallel.
+capture from the SDK's RegisterResource requests). So does this: each resource starts, in a
+thread pool, the moment its last dependency is done. Its wave (0 without dependencies, else one
+after its latest dependency) is reported. Like pulumi-kubernetes, a create that fails because
+its namespace or its kind (CRD) does not exist yet is retried for about 30 s.
 
 Deviations from the engine, each on purpose:
-- Helm releases run at the end of their wave. The real engine races a custom resource against a
-  release in the same wave (the CR is retried ~30 s); a CR that does not depend on its installer
-  is a defect either way, and this makes it fail every time instead of sometimes.
+- A Helm release's stand-in is instant, so a custom resource racing its CRD's installer usually
+  wins here as it may in reality; the test that every custom resource depends on its installer
+  makes that defect deterministic.
 - Readiness (Deployments Available, ...) is checked after the apply, not between waves.
 - The real engine starts nothing new after the first failure; here every resource whose
   dependencies succeeded is still tried, so one run reports every defect. Resources whose
@@ -17,7 +19,9 @@ Deviations from the engine, each on purpose:
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +30,8 @@ from e2e.releases import HELM_RELEASE, Releases
 from infra.preview.capture import SECRET_SIG, Capture, CapturedResource
 
 FIELD_MANAGER = "pulumi-kubernetes"
+# pulumi-kubernetes retries a create that fails for a missing namespace or kind (5 tries, backoff).
+CREATE_RETRY_S = float(os.environ.get("E2E_CREATE_RETRY_S", "30"))
 PATCH_FORCE = "pulumi.com/patchForce"
 
 
@@ -116,9 +122,7 @@ def transitive_dependencies(capture: Capture) -> dict[str, set[str]]:
 
 
 class Engine:
-    def __init__(
-        self, stack: str, kube: Kube, releases: Releases, controllers: list, skip_types: tuple[str, ...] = ()
-    ):
+    def __init__(self, stack: str, kube: Kube, releases: Releases, controllers: list, skip_types: tuple[str, ...] = ()):
         self.stack, self.kube, self.releases, self.skip_types = stack, kube, releases, skip_types
         self.controllers = controllers  # stand-ins with reconcile(): the releases' controllers, storage
 
@@ -126,26 +130,50 @@ class Engine:
         result = ApplyResult(self.stack)
         wave_of = waves(capture)
         by_urn = {r.urn: r for r in capture.resources}
+        deps = {r.urn: set(dependencies(r, by_urn)) for r in capture.resources}
+        dependents: dict[str, list[str]] = {urn: [] for urn in by_urn}
+        for urn, ds in deps.items():
+            for d in ds:
+                dependents[d].append(urn)
+        waiting = {urn: len(ds) for urn, ds in deps.items()}
         status: dict[str, str] = {}
-        for n in range(max(wave_of.values(), default=-1) + 1):
-            members = [r for r in capture.resources if wave_of[r.urn] == n]
-            ready, blocked = [], []
-            for r in members:
-                bad = [d for d in dependencies(r, by_urn) if status.get(d) in ("failed", "skipped")]
-                (blocked if bad else ready).append((r, bad))
-            for r, bad in blocked:
-                status[r.urn] = "skipped"
-                result.outcomes.append(Outcome(r, n, "skipped", "depends on " + ", ".join(describe(by_urn[d]) for d in bad)))
-            objects = [r for r, _ in ready if r.type != HELM_RELEASE]
-            charts = [r for r, _ in ready if r.type == HELM_RELEASE]
-            for group in (objects, charts):
-                with ThreadPoolExecutor(max_workers=8) as pool:
-                    for outcome in pool.map(lambda r, n=n: self._apply_one(r, n), group):
-                        status[outcome.resource.urn] = outcome.status
-                        result.outcomes.append(outcome)
-            # Stand-in controllers (the fake GPU operator, the device plugin, storage) react to the wave.
-            for controller in self.controllers:
-                controller.reconcile()
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            running: dict[Future, CapturedResource] = {}
+
+            def start(urn: str) -> None:
+                resource = by_urn[urn]
+                bad = [d for d in deps[urn] if status[d] in ("failed", "skipped")]
+                if bad:
+                    finish(
+                        Outcome(
+                            resource,
+                            wave_of[urn],
+                            "skipped",
+                            "depends on " + ", ".join(describe(by_urn[d]) for d in bad),
+                        )
+                    )
+                else:
+                    running[pool.submit(self._apply_one, resource, wave_of[urn])] = resource
+
+            def finish(outcome: Outcome) -> None:
+                urn = outcome.resource.urn
+                status[urn] = outcome.status
+                result.outcomes.append(outcome)
+                for d in dependents[urn]:
+                    waiting[d] -= 1
+                    if waiting[d] == 0:
+                        start(d)
+
+            for urn in [u for u, n in waiting.items() if n == 0]:
+                start(urn)
+            while running:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in done:
+                    del running[future]
+                    finish(future.result())
+                # Stand-in controllers (the fake GPU operator, the device plugin, storage) react.
+                for controller in self.controllers:
+                    controller.reconcile()
         return result
 
     def _apply_one(self, resource: CapturedResource, wave: int) -> Outcome:
@@ -165,6 +193,24 @@ class Engine:
             return Outcome(resource, wave, "failed", error.message)
 
     def _apply_object(self, resource: CapturedResource) -> None:
+        deadline, tries = time.monotonic() + CREATE_RETRY_S, 0
+        while True:
+            tries += 1
+            try:
+                return self._apply_object_once(resource)
+            except ApiError as error:
+                retryable = (
+                    isinstance(error, NoKind)
+                    or "does not exist" in error.message
+                    or (error.status == 404 and "namespaces" in error.message)
+                )
+                if not retryable or time.monotonic() > deadline:
+                    if retryable:
+                        raise ApiError(error.status, f"after {tries} tries: {error.message}") from None
+                    raise
+                time.sleep(2)
+
+    def _apply_object_once(self, resource: CapturedResource) -> None:
         obj = wire_to_object(resource.inputs)
         meta = obj.get("metadata", {})
         api_version, kind, name, namespace = obj["apiVersion"], obj["kind"], meta.get("name"), meta.get("namespace")
@@ -192,4 +238,6 @@ class Engine:
         try:
             self.kube.apply(obj, field_manager=FIELD_MANAGER)
         except ApiError as error:
-            raise ApiError(error.status, f"created, but the next update's server-side apply fails: {error.message}") from None
+            raise ApiError(
+                error.status, f"created, but the next update's server-side apply fails: {error.message}"
+            ) from None

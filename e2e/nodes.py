@@ -53,7 +53,6 @@ def node(
                 "kubernetes.io/arch": "amd64",
                 "beta.kubernetes.io/os": "linux",
                 "beta.kubernetes.io/arch": "amd64",
-                "type": "kwok",
                 **(labels or {}),
             },
         },
@@ -74,8 +73,7 @@ def for_stack(config: StackConfig, capture: Capture) -> list[dict[str, Any]]:
         # Seed C's single kubeadm node, control-plane taint removed so that it runs workloads.
         pool = config.gpu_pool
         return [
-            node(name, cpu, memory, labels={CONTROL_PLANE: ""}, physical_gpus=pool.gpus_per_node)
-            for name in pool.nodes
+            node(name, cpu, memory, labels={CONTROL_PLANE: ""}, physical_gpus=pool.gpus_per_node) for name in pool.nodes
         ]
     if flavour == "eks":
         return _eks(capture)

@@ -32,7 +32,11 @@ GPU = "nvidia.com/gpu"
 
 # chart name -> the CRD files its `crds/` directory installs (those that are vendored).
 CHART_CRDS = {
-    "kube-prometheus-stack": ["crds/crd-servicemonitors.yaml", "crds/crd-podmonitors.yaml", "crds/crd-prometheusrules.yaml"],
+    "kube-prometheus-stack": [
+        "crds/crd-servicemonitors.yaml",
+        "crds/crd-podmonitors.yaml",
+        "crds/crd-prometheusrules.yaml",
+    ],
 }
 
 
@@ -81,7 +85,10 @@ class Releases:
         chart, namespace = chart_name(release), release.get("namespace", "default")
         if not self.kube.exists("v1", "Namespace", namespace):
             if not release.get("createNamespace"):
-                raise ApiError(404, f'helm install {release.get("name")}: create: failed to create: namespaces "{namespace}" not found')
+                raise ApiError(
+                    404,
+                    f'helm install {release.get("name")}: create: failed to create: namespaces "{namespace}" not found',
+                )
             self.kube.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
         for rel in CHART_CRDS.get(chart, []):
             for doc in yaml.safe_load_all((VENDOR / rel).read_text()):
