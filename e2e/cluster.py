@@ -225,8 +225,7 @@ class ControlPlane:
     def _get(self, path: str) -> httpx.Response:
         return httpx.get(
             self.server + path,
-            verify=str(self.pki.ca),
-            cert=(str(self.pki.admin_cert), str(self.pki.admin_key)),
+            verify=self.pki.admin_tls(),
             timeout=5,
         )
 

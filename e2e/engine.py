@@ -191,6 +191,8 @@ class Engine:
             return Outcome(resource, wave, "failed", "the e2e tier does not know how to create this type")
         except ApiError as error:
             return Outcome(resource, wave, "failed", error.message)
+        except Exception as error:  # a harness bug must not hide the other resources' outcomes
+            return Outcome(resource, wave, "failed", f"e2e harness error: {error!r}")
 
     def _apply_object(self, resource: CapturedResource) -> None:
         deadline, tries = time.monotonic() + CREATE_RETRY_S, 0

@@ -45,8 +45,7 @@ class Kube:
             headers["Impersonate-User"] = user
         self.http = httpx.Client(
             base_url=server,
-            verify=str(pki.ca),
-            cert=(str(pki.admin_cert), str(pki.admin_key)),
+            verify=pki.admin_tls(),
             headers=headers,
             timeout=30,
         )

@@ -3,6 +3,7 @@ and the service-account signing key, made with the openssl CLI (no Python crypto
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,12 @@ class Pki:
     @property
     def sa_pub(self) -> Path:
         return self.dir / "sa.pub"
+
+    def admin_tls(self) -> ssl.SSLContext:
+        """Trust the cluster CA and present the admin cert (httpx takes both as one SSL context)."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        context.load_cert_chain(str(self.admin_cert), str(self.admin_key))
+        return context
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -111,7 +111,7 @@ class Releases:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             status = self.kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", crd).get("status", {})
-            if any(c["type"] == "Established" and c["status"] == "True" for c in status.get("conditions", [])):
+            if any(c["type"] == "Established" and c["status"] == "True" for c in status.get("conditions") or []):
                 return
             time.sleep(0.2)
         raise ApiError(500, f"CRD {crd} not Established after {timeout:.0f} s")
