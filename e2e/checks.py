@@ -55,7 +55,8 @@ def custom_resources_without_installer(capture: Capture) -> list[str]:
         if not found:
             problems.append(f"{name_of(r)}: nothing in the program installs the CRD for {key}")
         elif not set(found) & closure[r.urn]:
-            problems.append(f"{name_of(r)}: does not depend on {', '.join(found)}, which installs its CRD")
+            names = ", ".join("Helm release " + urn.split("::")[-1] for urn in found)
+            problems.append(f"{name_of(r)}: does not depend on {names}, which installs its CRD")
     return problems
 
 
