@@ -185,6 +185,9 @@ class ControlPlane:
                 # Each controller acts as its own service account, as on kubeadm: RBAC is real for them too.
                 "--use-service-account-credentials=true",
                 "--controllers=*",
+                # kwok renews node leases from a loaded CI machine; a late renewal must not turn a
+                # node NotReady (its pods would lose Ready for good: kwok marks them Ready once).
+                "--node-monitor-grace-period=10m",
                 "--v=1",
             ],
         )

@@ -10,7 +10,7 @@ import os
 
 from e2e import checks
 
-READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "90"))
+READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "60"))
 
 
 def _fail_with(stack: str, what: str, problems: list[str]) -> None:
