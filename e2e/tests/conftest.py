@@ -8,6 +8,7 @@ namespace; these tests refuse to start a control plane outside one.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -94,4 +95,6 @@ def deployed(request, bin_dir: Path):
     finally:
         kube.close()
         plane.stop()
+        # Keep the logs and the apply report; etcd's data (~60 MB a stack) is of no use afterwards.
+        shutil.rmtree(work / "etcd", ignore_errors=True)
         print(f"\ne2e {stack}: logs in {work}")
