@@ -6,7 +6,7 @@ STACK  ?= kind
 STACKS := minikube kind onprem gpu-cloud
 PIP    := $(BIN)/python -m pip install --quiet --disable-pip-version-check
 
-.PHONY: preview test policy checkov demo ci lint venv clean images
+.PHONY: preview test policy checkov demo ci lint venv clean images e2e
 
 preview: $(VENV)/.runtime ## offline preview of the default (kind) stack
 	$(BIN)/platformctl preview --stack $(STACK)
@@ -37,7 +37,10 @@ images: $(VENV)/.runtime ## docker build of the gateway and mock-worker images f
 	  echo "== $$name -> $$ref"; $(DOCKER) build -f "$$dockerfile" -t "$$ref" . || exit 1; \
 	done
 
-ci: test lint policy checkov ## what .ci/run runs
+e2e: $(VENV)/.dev ## every stack applied to a real control plane (builds it from Go modules, cached)
+	e2e/run.sh
+
+ci: test lint policy checkov e2e ## what .ci/run runs
 
 .venv-checkov/.installed: policies/requirements-ci.txt
 	test -x .venv-checkov/bin/python || $(PYTHON) -m venv .venv-checkov
@@ -45,7 +48,7 @@ ci: test lint policy checkov ## what .ci/run runs
 	touch $@
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check infra components policies services tests bench
+	$(BIN)/ruff check infra components policies services tests bench e2e
 
 venv: $(VENV)/.dev
 
