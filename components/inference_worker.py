@@ -40,6 +40,8 @@ class InferenceWorkerArgs:
     # What the pods need before they can start: their PriorityClass (admission refuses a pod naming one
     # that does not exist yet), the GPU pool (device plugin, node group) for GPU workers, the HF token Secret.
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    # The tenant's own resources (its TenantStack): namespace, quota, LimitRange, policies.
+    tenancy: list[pulumi.Resource] = field(default_factory=list)
     # What installs the ServiceMonitor CRD; None renders no monitor (monitoring disabled).
     monitoring_crds: pulumi.Resource | None = None
     # The platform's default StorageClass, for the model cache when it names none itself.
@@ -166,6 +168,10 @@ class InferenceWorker(pulumi.ComponentResource):
         super().__init__("platform:worker:InferenceWorker", name, None, opts)
         worker = args.worker
         self._args = args
+        # Every object lands in the tenant's namespace, under its quota and LimitRange: they come first
+        # (depends_on the TenantStack waits for all of its children). A pod admitted before its quota
+        # exists is never counted against it.
+        self._tenancy = list(args.tenancy)
         self._instance = instance = f"{args.tenant}-{worker.name}"
         self._selector = {"app.kubernetes.io/name": worker.name, "app.kubernetes.io/instance": instance}
         self._labels = {
@@ -213,7 +219,7 @@ class InferenceWorker(pulumi.ComponentResource):
                 "resources": {"requests": {"storage": format_bytes(cache.size)}},
                 **({"storageClassName": storage_class} if storage_class else {}),
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self._args.depends_on),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._tenancy, *self._args.depends_on]),
         )
 
     def _deployment(self, pvc: k8s.core.v1.PersistentVolumeClaim | None) -> k8s.apps.v1.Deployment:
@@ -241,7 +247,7 @@ class InferenceWorker(pulumi.ComponentResource):
             # The HPA owns the replica count after the first deployment.
             opts=pulumi.ResourceOptions(
                 parent=self,
-                depends_on=[*args.depends_on, *([pvc] if pvc else [])],  # the claim is created, not bound, first
+                depends_on=[*self._tenancy, *args.depends_on, *([pvc] if pvc else [])],  # the claim: created, not bound
                 ignore_changes=["spec.replicas"],
                 custom_timeouts=pulumi.CustomTimeouts(create=timeout, update=timeout),
             ),
@@ -256,7 +262,7 @@ class InferenceWorker(pulumi.ComponentResource):
                 "selector": self._selector,
                 "ports": [{"name": "http", "port": port(self._args.worker.engine), "targetPort": "http"}],
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._tenancy),
         )
 
     def _disruption_budget(self) -> None:
@@ -264,7 +270,7 @@ class InferenceWorker(pulumi.ComponentResource):
             f"{self._instance}-pdb",
             metadata=self._meta(self._args.worker.name),
             spec={"maxUnavailable": 1, "selector": {"matchLabels": self._selector}},
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._tenancy),
         )
 
     def _autoscaler(self, deployment: k8s.apps.v1.Deployment) -> None:
@@ -303,7 +309,7 @@ class InferenceWorker(pulumi.ComponentResource):
                 "namespaceSelector": {"matchNames": [self._args.namespace]},
                 "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[crds]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._tenancy, crds]),
         )
 
     def _internet_egress(self) -> None:
@@ -322,7 +328,7 @@ class InferenceWorker(pulumi.ComponentResource):
                     }
                 ],
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self._tenancy),
         )
 
 

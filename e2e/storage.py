@@ -1,8 +1,10 @@
 """Storage as each cluster has it before `pulumi up`, and a stand-in for its provisioner.
 
 kind and minikube ship a default StorageClass (`standard`); EKS has `gp2` (not default since
-1.30) and its EBS CSI driver provisions any class the program adds for `ebs.csi.aws.com`; a bare
-kubeadm node (onprem) has none. No volume is real here: the stand-in provisioner creates a PV
+1.30) and its EBS CSI driver provisions any class for `ebs.csi.aws.com`; a bare kubeadm node (onprem)
+has none. For onprem and EKS the README's "Running it for real" has the operator install a
+provisioner and class first (local-path, gp3): those prerequisites are here, nothing the program
+itself is supposed to create. No volume is real here: the stand-in provisioner creates a PV
 for each Pending claim whose class exists and is provisioned on that cluster, and the real PV
 controller and scheduler bind it. A claim with no such class stays Pending, as it would.
 """
@@ -29,15 +31,22 @@ def storage_class(name: str, provisioner: str, *, default: bool, binding: str) -
 CLUSTER_CLASSES = {
     "kind": [storage_class("standard", "rancher.io/local-path", default=True, binding="WaitForFirstConsumer")],
     "minikube": [storage_class("standard", "k8s.io/minikube-hostpath", default=True, binding="Immediate")],
-    "eks": [storage_class("gp2", "kubernetes.io/aws-ebs", default=False, binding="WaitForFirstConsumer")],
-    "onprem": [],
+    # As EKS ships it (gp2, not default), plus the README's prerequisite for the gpu-cloud stack: the EBS CSI
+    # add-on and a gp3 class, which the stack names as `platform.storageClass`.
+    "eks": [
+        storage_class("gp2", "kubernetes.io/aws-ebs", default=False, binding="WaitForFirstConsumer"),
+        storage_class("gp3", "ebs.csi.aws.com", default=False, binding="WaitForFirstConsumer"),
+    ],
+    # A bare kubeadm node has none; the README's prerequisite for the onprem stack is a provisioner
+    # (local-path-provisioner) whose class the stack names as `platform.storageClass`.
+    "onprem": [storage_class("local-path", "rancher.io/local-path", default=False, binding="WaitForFirstConsumer")],
 }
 # Provisioners running on each cluster (EKS: the EBS CSI add-on, also for classes the program creates).
 PROVISIONERS = {
     "kind": {"rancher.io/local-path"},
     "minikube": {"k8s.io/minikube-hostpath"},
     "eks": {"kubernetes.io/aws-ebs", "ebs.csi.aws.com"},
-    "onprem": set(),
+    "onprem": {"rancher.io/local-path"},
 }
 
 

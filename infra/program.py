@@ -97,10 +97,10 @@ def build_platform(config: StackConfig) -> Platform:
                     toleration=pool.toleration,
                     priority_class_name=own_class,
                     depends_on=needs,
+                    tenancy=[stack],
                     monitoring_crds=crds,
                     storage_class=config.platform.storage_class,
                 ),
-                opts=pulumi.ResourceOptions(depends_on=[stack]),
             )
     if config.gateway.enabled:
         platform.gateway = build_gateway(platform)
