@@ -129,55 +129,136 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
     return Document(tenants=tenants, endpoints=document.endpoints)
 
 
-def validate(document: Document) -> Document:
+def _endpoint_problems(document: Document) -> list[str]:
+    problems = []
     for worker, pods in document.endpoints.items():
         for url in (worker, *pods):
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"endpoints.{worker}: {url!r} is not an http:// or https:// URL")
-    for name, tenant in document.tenants.items():
-        for upstream, url in tenant.upstreams.items():
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"tenants.{name}.upstreams.{upstream}: {url!r} is not an http:// or https:// URL")
-            try:
-                parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
-            except ValueError:
-                raise ConfigError(f"tenants.{name}.upstreams.{upstream}: {url!r} has an invalid port") from None
-        for model, route in tenant.routes.items():
-            missing = [u for u in route.upstream_names if u not in tenant.upstreams]
-            if missing:
-                raise ConfigError(f"tenants.{name}.routes.{model}: unknown upstreams {missing}")
-        for model, cap in tenant.limits.max_tokens_by_model.items():
-            if cap < 1:
-                raise ConfigError(f"tenants.{name}.limits.maxTokensByModel.{model}: must be at least 1, not {cap}")
+                problems.append(f"endpoints.{worker}: {url!r} is not an http:// or https:// URL")
+    return problems
+
+
+def tenant_problem(name: str, tenant: Tenant) -> str | None:
+    """What is wrong with one tenant's entry beyond its schema, or None."""
+    for upstream, url in tenant.upstreams.items():
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return f"tenants.{name}.upstreams.{upstream}: {url!r} is not an http:// or https:// URL"
+        try:
+            parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+        except ValueError:
+            return f"tenants.{name}.upstreams.{upstream}: {url!r} has an invalid port"
+    for model, route in tenant.routes.items():
+        missing = [u for u in route.upstream_names if u not in tenant.upstreams]
+        if missing:
+            return f"tenants.{name}.routes.{model}: unknown upstreams {missing}"
+    for model, cap in tenant.limits.max_tokens_by_model.items():
+        if cap < 1:
+            return f"tenants.{name}.limits.maxTokensByModel.{model}: must be at least 1, not {cap}"
+    return None
+
+
+def _shared_key_problems(tenants: dict[str, Tenant]) -> dict[str, str]:
+    """Tenants whose key hash another tenant already has: one key would authenticate as either."""
     owners: dict[str, str] = {}
-    for name, tenant in document.tenants.items():
+    problems: dict[str, str] = {}
+    for name, tenant in tenants.items():
         for digest in tenant.key_hashes:
             other = owners.setdefault(digest.lower(), name)
             if other != name:
-                # One key would authenticate as whichever tenant came last: refuse the document instead.
-                raise ConfigError(f"tenants.{name}.keyHashes: {digest[:12]}… is also a key of tenant {other!r}")
+                problems[name] = f"tenants.{name}.keyHashes: {digest[:12]}… is also a key of tenant {other!r}"
+    return problems
+
+
+def validate(document: Document) -> Document:
+    """The strict check: the first problem anywhere refuses the whole document."""
+    problems = _endpoint_problems(document)
+    problems += [p for name, t in document.tenants.items() if (p := tenant_problem(name, t))]
+    problems += list(_shared_key_problems(document.tenants).values())
+    if problems:
+        raise ConfigError(problems[0])
     return document
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file (set GATEWAY_CONFIG_FILE)") from None
+    except OSError as exc:  # a directory, no permission, a Secret volume mid-swap
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _first_error(exc: ValidationError, prefix: str) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{prefix}{where}: {first['msg']}"
+
+
+def load_tenants(
+    path: Path | None,
+    upstreams: str | None = None,
+    default: str | None = None,
+    policies: str | None = None,
+    previous: Document | None = None,
+) -> tuple[Document, list[str]]:
+    """The document, tenant by tenant: one tenant's bad entry never stops the others from loading.
+
+    A tenant whose entry is invalid keeps its previous entry (`previous`, the document in use) or,
+    on the first load, is left out; its problem is returned, and the other tenants load as written.
+    Only a file that is not a document at all (unreadable, not JSON, no `tenants` mapping, bad
+    `endpoints`) is a ConfigError, and then the caller keeps everything it had.
+    """
+    if path is None:
+        return validate(with_env_defaults(Document(tenants={}), upstreams, default, policies)), []
+    try:
+        raw = json.loads(_read(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not JSON: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), dict):
+        raise ConfigError(f"{path}: expected an object with a `tenants` object")
+    try:
+        shell = Document.model_validate({**raw, "tenants": {}})
+    except ValidationError as exc:
+        raise ConfigError(_first_error(exc, f"{path}: ")) from None
+    endpoint_problems = _endpoint_problems(shell)
+    if endpoint_problems:
+        raise ConfigError(f"{path}: {endpoint_problems[0]}")
+    kept = previous.tenants if previous is not None else {}
+    problems: list[str] = []
+    tenants: dict[str, Tenant] = {}
+    for name, entry in raw["tenants"].items():
+        try:
+            tenants[name] = Tenant.model_validate(entry)
+        except ValidationError as exc:
+            problems.append(_first_error(exc, f"{path}: tenants.{name}."))
+            if name in kept:
+                tenants[name] = kept[name]
+    document = with_env_defaults(Document(tenants=tenants, endpoints=shell.endpoints), upstreams, default, policies)
+    tenants = dict(document.tenants)
+    for name, tenant in list(tenants.items()):
+        problem = tenant_problem(name, tenant)
+        if problem is not None:
+            problems.append(f"{path}: {problem}")
+            if name in kept and tenant_problem(name, kept[name]) is None:
+                tenants[name] = kept[name]
+            else:
+                del tenants[name]
+    for name, problem in _shared_key_problems(tenants).items():
+        problems.append(f"{path}: {problem}")
+        del tenants[name]
+    return Document(tenants=tenants, endpoints=document.endpoints), problems
 
 
 def load(
     path: Path | None, upstreams: str | None = None, default: str | None = None, policies: str | None = None
 ) -> Document:
-    if path is None:
-        document = Document(tenants={})
-    else:
-        try:
-            document = Document.model_validate_json(path.read_bytes())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such file (set GATEWAY_CONFIG_FILE)") from None
-        except OSError as exc:  # a directory, no permission, a Secret volume mid-swap
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"{path}: {where}: {first['msg']}") from None
-    return validate(with_env_defaults(document, upstreams, default, policies))
+    """The strict form of `load_tenants`: any tenant's problem is a ConfigError."""
+    document, problems = load_tenants(path, upstreams, default, policies)
+    if problems:
+        raise ConfigError(problems[0])
+    return document
 
 
 class KeyIndex:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.gateway import config as tenants_config
 from services.gateway.asgi import Reply
@@ -40,14 +40,21 @@ class GatewayState:
     keys: tenants_config.KeyIndex
     config_stamp: tuple = ()
     draining: bool = False
+    # Tenant entries the last load refused (each kept as it was before, or left out on a first load).
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, settings: GatewaySettings) -> GatewayState:
+    def load(cls, settings: GatewaySettings, previous: tenants_config.Document | None = None) -> GatewayState:
+        """The document as far as it is valid: a bad tenant entry is logged and skipped (or kept as it was)."""
         stamp = config_stamp(settings)
-        document = tenants_config.load(
-            settings.config_file, settings.upstreams, settings.default_upstream, settings.route_policies
+        document, problems = tenants_config.load_tenants(
+            settings.config_file, settings.upstreams, settings.default_upstream, settings.route_policies, previous
         )
-        return cls(settings, document, tenants_config.KeyIndex(document), stamp)
+        state = cls(settings, document, tenants_config.KeyIndex(document), stamp)
+        state.problems = problems
+        for problem in problems:
+            LOG.error("tenant entry refused; the other tenants are served", extra={"problem": problem})
+        return state
 
     def authenticate(
         self, headers: dict[bytes, bytes], raw_headers: list[tuple[bytes, bytes]]
@@ -86,14 +93,14 @@ class GatewayState:
                     continue
                 self.config_stamp = stamp  # a bad document is reported once, not on every tick
                 try:
-                    fresh = GatewayState.load(self.settings)
+                    fresh = GatewayState.load(self.settings, previous=self.document)
                 except tenants_config.ConfigError as exc:
                     metrics.config_reloads.labels("error").inc()
                     LOG.error("tenant config reload failed; keeping the previous one", extra={"problem": str(exc)})
                     continue
                 self.document, self.keys = fresh.document, fresh.keys
                 metrics.declare_tenants(fresh.document.tenants)
-                metrics.config_reloads.labels("ok").inc()
+                metrics.config_reloads.labels("partial" if fresh.problems else "ok").inc()
                 LOG.info("tenant config reloaded", extra={"tenants": len(fresh.document.tenants)})
             except Exception as exc:  # noqa: BLE001 - the watcher must outlive any surprise, and say so
                 metrics.config_reloads.labels("error").inc()

@@ -209,10 +209,10 @@ def test_streams_past_the_drain_deadline_end_with_an_sse_error_event(tmp_path, r
     assert last["error"]["code"] == "server_shutting_down"
 
 
-def start_failure(tmp_path, document: dict) -> str:
-    """The gateway's exit code and log when started on `document` (it must refuse to start)."""
+def start_failure(tmp_path, text: str) -> str:
+    """The gateway's log when started on a file that is no document at all (it must refuse to start)."""
     path = tmp_path / "bad.json"
-    path.write_text(json.dumps(document))
+    path.write_text(text)
     env = {**os.environ, "GATEWAY_CONFIG_FILE": str(path), "GATEWAY_PORT": "0", "GATEWAY_METRICS_PORT": "0"}
     done = subprocess.run(
         [sys.executable, "-m", "services.gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
@@ -221,13 +221,52 @@ def start_failure(tmp_path, document: dict) -> str:
     return done.stderr
 
 
-def test_bad_documents_are_refused_when_they_load(tmp_path):
-    def tenant(key, url="http://127.0.0.1:8000"):
-        return {"keyHashes": [digest(key)], "models": ["m"], "upstreams": {"u": url},
-                "routes": {"m": {"strategy": "direct", "primary": "u"}}}  # fmt: skip
+def entry(key, url):
+    return {"keyHashes": [digest(key)], "models": ["llama"], "upstreams": {"u": url},
+            "routes": {"llama": {"strategy": "direct", "primary": "u"}}}  # fmt: skip
 
-    assert "invalid port" in start_failure(tmp_path, {"tenants": {"a": tenant("k1", "http://127.0.0.1:99999")}})
-    assert "also a key of tenant" in start_failure(tmp_path, {"tenants": {"a": tenant("k1"), "b": tenant("k1")}})
+
+def status(gw, key) -> int:
+    return httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"}).status_code
+
+
+def test_a_bad_tenant_entry_is_refused_and_the_others_are_served(tmp_path, redis, workers):
+    url = workers[0].url
+    document = {
+        "tenants": {
+            "good": entry("sk-good", url),
+            "bad-port": entry("sk-bad-port", "http://127.0.0.1:99999"),
+            "bad-type": {**entry("sk-bad-type", url), "limits": {"rpm": "many"}},
+            "copycat": entry("sk-good", url),  # the same key as `good`
+        }
+    }
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps(document))
+    log_path = tmp_path / "gateway.log"
+    with gateway(config, redis.url, log_path=log_path, reload_interval_seconds=0.1) as gw:
+        assert status(gw, "sk-good") == 200
+        assert status(gw, "sk-bad-port") == 401 and status(gw, "sk-bad-type") == 401
+        models = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": "Bearer sk-good"}).json()
+        assert [m["id"] for m in models["data"]] == ["llama"]
+        # A reload where one tenant's entry turns bad: it keeps its previous entry, the others' changes apply.
+        document["tenants"]["good"]["limits"] = {"rpm": -5}
+        document["tenants"]["newcomer"] = entry("sk-newcomer", url)
+        config.write_text(json.dumps(document))
+        deadline = time.monotonic() + 5
+        while status(gw, "sk-newcomer") != 200:
+            assert time.monotonic() < deadline, "one tenant's bad entry stopped the reload for everyone"
+            time.sleep(0.1)
+        assert status(gw, "sk-good") == 200
+        metrics = httpx.get(f"{gw.metrics_url}/metrics").text
+    assert 'gateway_config_reloads_total{result="partial"} 1.0' in metrics
+    log = log_path.read_text()
+    assert "tenants.bad-port.upstreams.u" in log and "tenants.bad-type.limits.rpm" in log
+    assert "also a key of tenant" in log and "tenants.good.limits.rpm" in log
+
+
+def test_a_file_that_is_no_document_refuses_to_start(tmp_path):
+    assert "not JSON" in start_failure(tmp_path, "{not json")
+    assert "tenants" in start_failure(tmp_path, json.dumps({"tenant": {}}))
 
 
 def test_two_authorization_headers_are_a_400(gw):
