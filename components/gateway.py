@@ -21,7 +21,7 @@ import yaml
 from components import labels
 from components.metrics_catalog import GATEWAY_INFLIGHT_METRIC
 from components.tenant_network import DNS_PORTS
-from infra.config import GatewaySettings, Images, PlatformNamespaces
+from infra.config import GatewayStackSettings, Images, PlatformNamespaces
 from infra.config.engines import worker_ports
 from infra.quantity import format_bytes
 
@@ -44,7 +44,7 @@ METRICS_PORT = 9090
 
 @dataclass(frozen=True)
 class GatewayStackArgs:
-    settings: GatewaySettings
+    settings: GatewayStackSettings
     images: Images
     namespaces: PlatformNamespaces
     # The gateway document (infra.gateway_document), an Output because key hashes are outputs.
@@ -219,7 +219,7 @@ class GatewayStack(pulumi.ComponentResource):
 
     def _redis(
         self,
-        settings: GatewaySettings,
+        settings: GatewayStackSettings,
         images: Images,
         common: dict[str, str],
         selector: dict[str, str],
@@ -440,7 +440,7 @@ class GatewayStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[deployment]),
         )
 
-    def _autoscaler(self, settings: GatewaySettings, common, deployment: k8s.apps.v1.Deployment) -> None:
+    def _autoscaler(self, settings: GatewayStackSettings, common, deployment: k8s.apps.v1.Deployment) -> None:
         """Scales on requests in flight per replica, served by prometheus-adapter from the gateway's own gauge."""
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             "gateway",
@@ -493,7 +493,7 @@ class GatewayStack(pulumi.ComponentResource):
             )
         return crds
 
-    def _expose(self, settings: GatewaySettings, common: dict[str, str]) -> None:
+    def _expose(self, settings: GatewayStackSettings, common: dict[str, str]) -> None:
         backend = {"name": "gateway", "port": 80}
         if settings.exposure == "gateway-api":
             parent = settings.parent_gateway

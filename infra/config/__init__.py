@@ -7,7 +7,7 @@ belong to providers and are passed through untouched.
 """
 
 from infra.config.base import DNS_LABEL, MAX_TENANT_NAME, PROJECT, Count, Model, Quantity, dns_label
-from infra.config.gateway import GatewayApi, GatewaySettings, ParentGateway, RedisSettings
+from infra.config.gateway import GatewayApi, GatewayStackSettings, ParentGateway, RedisSettings
 from infra.config.monitoring import MonitoringSettings, Pricing, Resources, Thresholds
 from infra.config.platform import (
     Capacity,
@@ -48,7 +48,7 @@ __all__ = [
     "PlatformSettings",
     "Taint",
     "GatewayApi",
-    "GatewaySettings",
+    "GatewayStackSettings",
     "ParentGateway",
     "RedisSettings",
     "MonitoringSettings",

@@ -46,7 +46,10 @@ class RedisSettings(Model):
     resources: Resources = Resources(cpu="100m", memory="384Mi", memory_limit="384Mi")
 
 
-class GatewaySettings(Model):
+class GatewayStackSettings(Model):
+    """`gpu-platform:gateway`: how GatewayStack deploys the gateway (the gateway process has its own
+    GatewaySettings, from GATEWAY_* variables)."""
+
     enabled: bool = True
     replicas: Int32 = Field(default=2, ge=2)
     max_replicas: Int32 = Field(default=6, ge=2)
@@ -71,7 +74,7 @@ class GatewaySettings(Model):
     redis: RedisSettings = RedisSettings()
 
     @model_validator(mode="after")
-    def _replicas(self) -> GatewaySettings:
+    def _replicas(self) -> GatewayStackSettings:
         if self.max_replicas < self.replicas:
             raise ValueError(f"maxReplicas ({self.max_replicas}) must be >= replicas ({self.replicas})")
         if self.exposure == "ingress" and not self.ingress_class_name:

@@ -8,7 +8,7 @@ from pydantic import BeforeValidator, field_validator, model_validator
 
 from infra.config.base import Model, dns_label
 from infra.config.consistency import StackProblems, stack_problems
-from infra.config.gateway import GatewaySettings
+from infra.config.gateway import GatewayStackSettings
 from infra.config.monitoring import MonitoringSettings
 from infra.config.platform import GpuPoolSettings, Images, PlatformSettings
 from infra.config.pool_modes import POOL_MODES, default_mode
@@ -28,7 +28,7 @@ class StackConfig(Model):
     gpu_pool: GpuPoolSettings = GpuPoolSettings()
     images: Images = Images()
     monitoring: MonitoringSettings = MonitoringSettings()
-    gateway: GatewaySettings = GatewaySettings()
+    gateway: GatewayStackSettings = GatewayStackSettings()
     tiers: dict[str, Tier] = {}
     tenants: list[Tenant] = []
     # Set with `pulumi config set --secret huggingFaceToken hf_…`: the program reads it as a Pulumi secret and

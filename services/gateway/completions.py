@@ -104,6 +104,10 @@ class Call:
         self.watcher: asyncio.Future | None = None
         self.served = 0  # prompt + completion tokens the engine reported, for the fair queue's settle
 
+    @property
+    def request_id(self) -> bytes:
+        return self.ids[0][1]
+
     def watch(self, scope, receive) -> None:
         self.task = asyncio.current_task()
         hooks = scope.get(DISCONNECT_HOOKS)
@@ -339,7 +343,7 @@ class Completions:
         # From here an engine may be working on it: a cancellation keeps the charge.
         outcome.reached = True
         try:
-            opened = await self.upstreams.open(choices, PATHS[chat], raw, call.ids[0][1])
+            opened = await self.upstreams.open(choices, PATHS[chat], raw, call.request_id)
         except UpstreamFailure as failure:
             outcome.reached = failure.reached
             self.metrics.request(call.tenant, call.model, "", str(failure.status))
@@ -441,7 +445,7 @@ class Completions:
                         "tenant": call.tenant,
                         "model": call.model,
                         "upstream": upstream,
-                        "request_id": call.ids[0][1].decode(),
+                        "request_id": call.request_id.decode(),
                     },
                 )
                 yield problem(f"upstream {upstream!r} broke off the stream", "upstream_error")

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.cli import app
-from tests.conftest import STACKS, stack_config
+from tests.builders import STACKS, stack_config
 
 
 def check(path):

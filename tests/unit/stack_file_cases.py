@@ -12,7 +12,7 @@ from typer.testing import CliRunner, Result
 
 from infra.cli import app
 from infra.stack_file import load_stack_file
-from tests.conftest import ROOT, stack_config
+from tests.builders import ROOT, stack_config
 
 KIND_TEXT = (ROOT / "stacks" / "Pulumi.kind.yaml").read_text()
 

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from infra.cli import app
-from tests.conftest import stack_config
+from tests.builders import stack_config
 from tests.monitoring.http_stub import serve
 from tests.monitoring.test_usage import _kubeconfig
 

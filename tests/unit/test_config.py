@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from infra.cli import app
 from infra.stack_file import ConfigError, load_stack_file, parse_stack_config, project_values
-from tests.conftest import STACKS, minimal_config, stack_config
+from tests.builders import STACKS, minimal_config, stack_config
 
 
 def problems_of(config: dict) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from infra.config.engines import ENGINES, Engine
 from services.mock_worker.metrics import ENGINE_METRIC_NAMES
-from tests.conftest import minimal_config
+from tests.builders import minimal_config
 
 
 def _tgi(worker, port):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 
-from tests.conftest import stack_config
+from tests.builders import stack_config
 
 
 def objects(capture, kind, namespace="platform-gateway"):

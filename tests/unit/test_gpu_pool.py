@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from components.chart_values import chart_name, unknown_keys, vendored_values
-from tests.conftest import STACKS, minimal_config, stack_config
+from tests.builders import STACKS, minimal_config, stack_config
 
 
 def releases(capture):

@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from infra.cli import app
 from infra.config.platform import PLATFORM_IMAGES
-from tests.conftest import STACKS, stack_config
+from tests.builders import STACKS, stack_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import STACKS, minimal_config, stack_config
+from tests.builders import STACKS, minimal_config, stack_config
 
 
 def deployments(capture):

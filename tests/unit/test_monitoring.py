@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import minimal_config, stack_config
+from tests.builders import minimal_config, stack_config
 
 
 def releases(capture):

@@ -7,7 +7,7 @@ from moto import mock_aws
 
 from infra.preflight import preflight
 from infra.stack_file import parse_stack_config, project_values
-from tests.conftest import stack_config
+from tests.builders import stack_config
 
 
 def eks_config(**eks):

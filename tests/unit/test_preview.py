@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from infra.cli import app
 from infra.preview import schema
 from infra.preview.runner import EXIT_FAILED, EXIT_OK, run_preview
-from tests.conftest import STACKS, minimal_config
+from tests.builders import STACKS, minimal_config
 
 
 def quiet() -> Console:

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import stack_config
+from tests.builders import stack_config
 from tests.unit.stack_file_cases import KIND_TEXT, StackFiles, platformctl, refused
 
 

@@ -9,7 +9,7 @@ import pytest
 from components.tenant import API_KEY_SECRET
 from infra.preview.capture import SECRET_SIG
 from infra.preview.manifests import REDACTED, manifest
-from tests.conftest import minimal_config
+from tests.builders import minimal_config
 
 
 @pytest.fixture
