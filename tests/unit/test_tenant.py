@@ -103,9 +103,17 @@ def test_no_role_can_loosen_its_own_guardrails(capture, role):
 
 
 def test_roles_grant_nothing_cluster_wide(capture):
-    # Shared ClusterRoles are only ever bound with namespaced RoleBindings.
-    kinds = {r.inputs["kind"] for r in capture.kubernetes()}
-    assert "ClusterRoleBinding" not in kinds
+    # Shared tenant ClusterRoles are only ever bound with namespaced RoleBindings. The one cluster-wide
+    # binding is the gateway's own ServiceAccount reading EndpointSlices, and nothing else.
+    cluster_bindings = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRoleBinding"]
+    roles = {r.inputs["metadata"]["name"]: r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRole"}
+    for binding in cluster_bindings:
+        assert not binding["roleRef"]["name"].startswith("platform-tenant-")
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway", "namespace": "platform-gateway"}]
+        rules = roles[binding["roleRef"]["name"]]["rules"]
+        assert rules == [
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+        ]
     bindings = [r for r in capture.kubernetes() if r.inputs["kind"] == "RoleBinding"]
     assert bindings and all(b.inputs["metadata"]["namespace"] in ("team-a", "team-a-dev") for b in bindings)
 
