@@ -114,6 +114,16 @@ VLLM_METRICS = (
 )
 SGLANG_METRICS = ("sglang:num_queue_reqs", "sglang:num_running_reqs")
 
+# What every real (GPU) engine shares: host memory for weights and the KV-cache swap, a weight download
+# at start, an hour's readiness budget for image and weights, tensor parallelism, PyTorch's environment.
+_REAL_ENGINE: dict[str, Any] = {
+    "resources": {"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
+    "needs_egress": True,
+    "ready_timeout": "60m",
+    "tensor_parallel": True,
+    "env": _TORCH_ENV,
+}
+
 ENGINES: dict[str, Engine] = {
     engine.name: engine
     for engine in (
@@ -129,30 +139,21 @@ ENGINES: dict[str, Engine] = {
             ready_timeout="10m",
             tensor_parallel=False,
         ),
-        # Real engines need host memory for weights and the KV-cache swap.
         Engine(
             name="vllm",
             image_setting="vllm",
             container=_vllm,
-            resources={"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
             queue_metric="vllm:num_requests_waiting",
             metrics=VLLM_METRICS,
-            needs_egress=True,
-            ready_timeout="60m",
-            tensor_parallel=True,
-            env=_TORCH_ENV,
+            **_REAL_ENGINE,
         ),
         Engine(
             name="sglang",
             image_setting="sglang",
             container=_sglang,
-            resources={"cpu": "4", "cpu_limit": "8", "memory": "16Gi", "memory_limit": "32Gi"},
             queue_metric="sglang:num_queue_reqs",
             metrics=SGLANG_METRICS,
-            needs_egress=True,
-            ready_timeout="60m",
-            tensor_parallel=True,
-            env=_TORCH_ENV,
+            **_REAL_ENGINE,
         ),
     )
 }
