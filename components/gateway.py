@@ -1,9 +1,10 @@
 """GatewayStack: the tenant-aware OpenAI-compatible gateway and its Redis.
 
-Namespace; Redis (a StatefulSet with a volume, memory-bounded, reachable only from the
-gateway); the gateway Deployment (>= 2 replicas, probes, PDB, CPU HPA) mounting a Secret with
-the tenants' key hashes, limits and routes; a Service, a ServiceMonitor; NetworkPolicies; and
-exposure through a Gateway API HTTPRoute (default) or an Ingress of any class.
+Namespace; Redis (components/gateway_redis.py: a password-protected StatefulSet reachable only from
+the gateway); the gateway Deployment (>= 2 replicas, probes, PDB, HPA on its in-flight requests)
+mounting a Secret with the tenants' key hashes, limits and routes; a Service, a ServiceMonitor;
+NetworkPolicies and EndpointSlice access (components/gateway_network.py); and exposure as a
+ClusterIP Service (default), a Gateway API HTTPRoute or an Ingress of any class.
 """
 
 from __future__ import annotations
@@ -19,27 +20,28 @@ import pulumi_random as random
 import yaml
 
 from components import labels
+from components.gateway_network import (
+    ENDPOINTSLICE_RULES,
+    METRICS_PORT,
+    PORT,
+    REDIS_PORT,
+    TOKEN_DIR,
+    gateway_network_policies,
+    service_account_volume,
+)
+from components.gateway_redis import REDIS_AUTH_SECRET, REDIS_PASSWORD_KEY, password_env, redis_statefulset_spec
 from components.metrics_catalog import GATEWAY_INFLIGHT_METRIC
-from components.tenant_network import DNS_PORTS
+from components.pod_security import container_security, pod_security
 from infra.config import GatewayStackSettings, Images, PlatformNamespaces
-from infra.config.engines import worker_ports
-from infra.quantity import format_bytes
 
-PORT = 8080
-REDIS_PORT = 6379
 CONFIG_FILE = "gateway.json"
 CONFIG_DIR = "/etc/gateway"
 PRE_STOP_SECONDS = 5
-REDIS_AUTH_SECRET = "redis-auth"
-REDIS_PASSWORD_KEY = "password"
 # Gateway API v1.6.1, standard channel: the kinds an HTTPRoute exposure needs (vendored, see SOURCES.md).
 GATEWAY_API_CRDS = Path(__file__).resolve().parent / "vendor" / "crds" / "gateway-api"
 GATEWAY_API_KINDS = ("gatewayclasses", "gateways", "httproutes", "referencegrants")
 # pulumi-kubernetes waits for an Ingress to report a load-balancer address unless told not to.
 SKIP_AWAIT = "pulumi.com/skipAwait"
-API_SERVER_PORTS = (443, 6443)
-# /metrics is served on its own port, reachable only from the monitoring namespace.
-METRICS_PORT = 9090
 
 
 @dataclass(frozen=True)
@@ -57,96 +59,6 @@ class GatewayStackArgs:
     depends_on: list[pulumi.Resource] = field(default_factory=list)
     # The platform's default StorageClass, for Redis when it names none itself.
     storage_class: str | None = None
-
-
-def _security(read_only: bool = True) -> dict[str, Any]:
-    return {
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": read_only,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-    }
-
-
-def _pod_security(uid: int) -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": uid,
-        "runAsGroup": uid,
-        "fsGroup": uid,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def gateway_network_policies(
-    namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
-) -> dict[str, dict[str, Any]]:
-    ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
-    return {
-        "default-deny": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]},
-        # Clients arrive through whichever Gateway or Ingress controller the cluster runs.
-        "allow-clients-to-gateway": {
-            "podSelector": {"matchLabels": gateway},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": PORT}]}],
-        },
-        "allow-gateway-to-redis": {
-            "podSelector": {"matchLabels": redis},
-            "policyTypes": ["Ingress"],
-            "ingress": [
-                {
-                    "from": [{"podSelector": {"matchLabels": gateway}}],
-                    "ports": [{"protocol": "TCP", "port": REDIS_PORT}],
-                }
-            ],
-        },
-        # Prometheus scrapes the gateway; Redis accepts nobody but the gateway.
-        "allow-monitoring": {
-            "podSelector": {"matchLabels": gateway},
-            "policyTypes": ["Ingress"],
-            "ingress": [{"from": [ns(monitoring)], "ports": [{"protocol": "TCP", "port": METRICS_PORT}]}],
-        },
-        "allow-gateway-egress": {
-            "podSelector": {"matchLabels": gateway},
-            "policyTypes": ["Egress"],
-            "egress": [
-                {
-                    "to": [{"namespaceSelector": {"matchExpressions": [{"key": labels.TENANT, "operator": "Exists"}]}}],
-                    "ports": [{"protocol": "TCP", "port": p} for p in worker_ports()],
-                },
-                {"to": [{"podSelector": {"matchLabels": redis}}], "ports": [{"protocol": "TCP", "port": REDIS_PORT}]},
-                {
-                    "to": [{**ns("kube-system"), "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-                    "ports": DNS_PORTS,
-                },
-                # The Kubernetes API, for the EndpointSlice watch (the endpoint picker's pods). Policies
-                # see the API server's own address after the Service's DNAT, which differs per cluster,
-                # so only the ports are fixed here.
-                {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]},
-            ],
-        },
-    }
-
-
-# The endpoint picker's discovery: read EndpointSlices, nothing else.
-ENDPOINTSLICE_RULES = [
-    {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
-]
-TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def service_account_volume() -> dict[str, Any]:
-    """What automounting would give, mounted explicitly into the gateway container only."""
-    return {
-        "name": "kube-api-access",
-        "projected": {
-            "sources": [
-                {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
-                {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
-                {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}]}},
-            ]
-        },
-    }
 
 
 class GatewayStack(pulumi.ComponentResource):
@@ -212,11 +124,6 @@ class GatewayStack(pulumi.ComponentResource):
             opts=self._in_ns,
         )
 
-    @staticmethod
-    def _password_env(name: str) -> dict[str, Any]:
-        ref = {"name": REDIS_AUTH_SECRET, "key": REDIS_PASSWORD_KEY}
-        return {"name": name, "valueFrom": {"secretKeyRef": ref}}
-
     def _redis(
         self,
         settings: GatewayStackSettings,
@@ -225,68 +132,11 @@ class GatewayStack(pulumi.ComponentResource):
         selector: dict[str, str],
         auth: k8s.core.v1.Secret,
     ) -> str:
-        redis = settings.redis
-        max_memory = format_bytes(redis.max_memory).replace("Mi", "mb").replace("Gi", "gb")
-        # redis-cli reads the password from REDISCLI_AUTH, so it never appears in the probe's command line.
-        probe = {"exec": {"command": ["redis-cli", "ping"]}, "periodSeconds": 10}
-        storage_class = redis.storage_class or self._args.storage_class
+        storage_class = settings.redis.storage_class or self._args.storage_class
         k8s.apps.v1.StatefulSet(
             "gateway-redis",
             metadata=self._meta("redis", common),
-            spec={
-                "serviceName": "redis",
-                "replicas": 1,
-                "selector": {"matchLabels": selector},
-                "template": {
-                    "metadata": {"labels": common},
-                    "spec": {
-                        **self._priority,
-                        "automountServiceAccountToken": False,
-                        "enableServiceLinks": False,
-                        # Any high uid works: redis only needs /data, which fsGroup makes writable.
-                        "securityContext": _pod_security(10001),
-                        "containers": [
-                            {
-                                "name": "redis",
-                                "image": images.redis,
-                                # Limits must never be evicted to make room: refuse writes instead (the gateway then
-                                # falls back to its local limiter and says so in its metrics).
-                                # $(REDIS_PASSWORD) is expanded by the kubelet from the env below.
-                                "args": [
-                                    "redis-server",
-                                    "--appendonly",
-                                    "yes",
-                                    "--appendfsync",
-                                    "everysec",
-                                    "--maxmemory",
-                                    max_memory,
-                                    "--maxmemory-policy",
-                                    "noeviction",
-                                    "--requirepass",
-                                    "$(REDIS_PASSWORD)",
-                                ],
-                                "env": [self._password_env("REDIS_PASSWORD"), self._password_env("REDISCLI_AUTH")],
-                                "ports": [{"name": "redis", "containerPort": REDIS_PORT}],
-                                "resources": redis.resources.as_kubernetes(),
-                                "readinessProbe": probe,
-                                "livenessProbe": {**probe, "initialDelaySeconds": 10},
-                                "securityContext": _security(),
-                                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                            }
-                        ],
-                    },
-                },
-                "volumeClaimTemplates": [
-                    {
-                        "metadata": {"name": "data"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": format_bytes(redis.storage)}},
-                            **({"storageClassName": storage_class} if storage_class else {}),
-                        },
-                    }
-                ],
-            },
+            spec=redis_statefulset_spec(settings.redis, images.redis, common, selector, self._priority, storage_class),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[*self._pods_after.depends_on, auth]),
         )
         k8s.core.v1.Service(
@@ -366,7 +216,7 @@ class GatewayStack(pulumi.ComponentResource):
                         "serviceAccountName": "gateway",
                         # The token is mounted explicitly below (the EndpointSlice watch needs it).
                         "automountServiceAccountToken": False,
-                        "securityContext": _pod_security(10001),
+                        "securityContext": pod_security(10001),
                         # Service links would inject GATEWAY_PORT=tcp://… and collide with the settings prefix.
                         "enableServiceLinks": False,
                         # preStop, then the drain (as long as the upstream timeout), then the gateway's last wait of
@@ -390,14 +240,14 @@ class GatewayStack(pulumi.ComponentResource):
                                 ],
                                 # REDIS_PASSWORD first: GATEWAY_REDIS_URL refers to it as $(REDIS_PASSWORD).
                                 "env": [
-                                    self._password_env("REDIS_PASSWORD"),
+                                    password_env("REDIS_PASSWORD"),
                                     *({"name": key, "value": value} for key, value in env.items()),
                                 ],
                                 "resources": settings.resources.as_kubernetes(),
                                 "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 5},
                                 "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
                                 "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SECONDS}}},
-                                "securityContext": _security(),
+                                "securityContext": container_security(),
                                 "volumeMounts": [
                                     {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                                     {"name": "kube-api-access", "mountPath": TOKEN_DIR, "readOnly": True},
