@@ -35,12 +35,11 @@ import logging
 import os
 import random
 import time
-from dataclasses import dataclass
 
 from services.gateway.limit_scripts import SCRIPTS
+from services.gateway.limit_window import ALLOW, WINDOW_MS, Admission, Decision, LocalWindow, window_keys
 from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
 
-WINDOW_MS = 60_000
 LOG = logging.getLogger("gateway.ratelimit")
 REASONS = {0: "", 1: "requests", 2: "tokens", 3: "queue"}
 # How long a refusal is reused without asking Redis; token refusals could admit a smaller request
@@ -62,74 +61,9 @@ class ScriptFailed(Exception):
     """The limit script answered with an error: the request is refused, the limiter stays up."""
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    allowed: bool
-    reason: str  # "", "requests", "tokens" or "queue"
-    remaining_requests: int
-    remaining_tokens: int
-    reset_seconds: float
-
-
-@dataclass(slots=True)
-class Admission:
-    """An admitted request's hold on the shared limits, until finish()."""
-
-    tenant: str
-    cost: int
-    bucket: int  # the minute its counts were charged to
-    lease: str = ""  # its slot or queue place in Redis; "" when limits were local or absent
-    holding: bool = True  # False while queued for a slot
-    shared: bool = False  # counted in Redis (else in-process, or not at all)
-
-
-ALLOW = Decision(True, "", -1, -1, 0.0)
-
-
-@functools.lru_cache(maxsize=4096)  # built on every call otherwise: twice per request
-def _keys(tenant: str, bucket: int) -> tuple[str, str, str, str]:
-    # The hash tag keeps a tenant's keys in one Redis Cluster slot.
-    return (
-        f"rl:{{{tenant}}}:r:{bucket}",
-        f"rl:{{{tenant}}}:r:{bucket - 1}",
-        f"rl:{{{tenant}}}:t:{bucket}",
-        f"rl:{{{tenant}}}:t:{bucket - 1}",
-    )
-
-
 @functools.lru_cache(maxsize=4096)
 def _slot_keys(tenant: str) -> tuple[str, str]:
     return f"rl:{{{tenant}}}:slots", f"rl:{{{tenant}}}:queue"
-
-
-class LocalWindow:
-    """The script's window in-process, for when Redis is away."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, float] = {}
-
-    def check(self, tenant: str, now_ms: int, rpm: int, tpm: int, cost: int) -> list[float]:
-        bucket = now_ms // WINDOW_MS
-        rc, rp, tc, tp = _keys(tenant, bucket)
-        weight = 1 - (now_ms % WINDOW_MS) / WINDOW_MS
-        reset = WINDOW_MS - now_ms % WINDOW_MS
-        requests = self.counts.get(rp, 0) * weight + self.counts.get(rc, 0)
-        tokens = self.counts.get(tp, 0) * weight + self.counts.get(tc, 0)
-        if rpm >= 0 and requests + 1 > rpm:
-            return [0, 1, 0, max(tpm - tokens, 0), reset, 0]
-        if tpm >= 0 and tokens + cost > tpm:
-            return [0, 2, max(rpm - requests, 0), 0, reset, 0]
-        self.counts[rc] = self.counts.get(rc, 0) + 1
-        self.counts[tc] = self.counts.get(tc, 0) + cost
-        if len(self.counts) > 100_000:  # drop buckets older than the window
-            self.counts = {k: v for k, v in self.counts.items() if int(k.rsplit(":", 1)[1]) >= bucket - 1}
-        return [1, 0, max(rpm - requests - 1, 0), max(tpm - tokens - cost, 0), reset, 0]
-
-    def adjust(self, tenant: str, bucket: int, requests: int, tokens: int) -> None:
-        rc, _, tc, _ = _keys(tenant, bucket)
-        for key, delta in ((rc, requests), (tc, tokens)):
-            if delta and key in self.counts:
-                self.counts[key] = max(self.counts[key] + delta, 0)
 
 
 class RateLimiter:
@@ -242,7 +176,7 @@ class RateLimiter:
             try:
                 result = await self._run(
                     "admit",
-                    (*_keys(tenant, bucket), *_slot_keys(tenant)),
+                    (*window_keys(tenant, bucket), *_slot_keys(tenant)),
                     (now_ms, WINDOW_MS, *limits, cap, max_queue, self.lease_ms, lease),
                 )
             except RedisError as exc:
@@ -347,7 +281,7 @@ class RateLimiter:
                     self._correcting = loop.call_later(CORRECTION_DELAY_SECONDS, self._correct)
             return
         waiter = next(iter(waiting)) if admission.holding and waiting else ""
-        keys = (*_slot_keys(tenant), *_keys(tenant, admission.bucket)[::2])
+        keys = (*_slot_keys(tenant), *window_keys(tenant, admission.bucket)[::2])
         args = (requests, tokens, WINDOW_MS, cap, self.lease_ms, admission.lease, waiter)
         # Sent without a task of its own (one per request on the hot path costs more than the call):
         # the reply is handled in a callback.
@@ -360,7 +294,7 @@ class RateLimiter:
         sent = []
         for (tenant, bucket), (requests, tokens) in corrections.items():
             if requests or tokens:
-                keys = (*_slot_keys(tenant), *_keys(tenant, bucket)[::2])
+                keys = (*_slot_keys(tenant), *window_keys(tenant, bucket)[::2])
                 sent.append(self._send("finish", keys, (requests, tokens, WINDOW_MS, 0, self.lease_ms, "", ""), None))
         return sent
 

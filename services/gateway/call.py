@@ -1,0 +1,133 @@
+"""One request inside the gateway (`Call`), what accounting needs of it (`Outcome`), and the refusals
+it may get before any engine sees it, in OpenAI's error shape with the rate-limit headers."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.gateway.asgi import Headers, Reply
+from services.gateway.config import Tenant
+from services.gateway.errors import error
+from services.gateway.ratelimit import Decision
+from services.gateway.server_protocol import DISCONNECT_HOOKS
+from services.gateway.upstream_client import UpstreamResponse
+
+
+def too_many(tenant: Tenant, decision: Decision, ids: Headers) -> Reply:
+    limits = tenant.limits
+    headers = [(b"retry-after", b"%d" % max(1, int(decision.reset_seconds + 0.999))), *ids]
+    for kind, limit, remaining in (
+        (b"requests", limits.rpm, decision.remaining_requests),
+        (b"tokens", limits.tpm, decision.remaining_tokens),
+    ):
+        if limit is not None:
+            headers += (
+                (b"x-ratelimit-limit-" + kind, b"%d" % limit),
+                (b"x-ratelimit-remaining-" + kind, b"%d" % remaining),
+                (b"x-ratelimit-reset-" + kind, b"%.0fs" % decision.reset_seconds),
+            )
+    return error(
+        429,
+        f"rate limit reached for {decision.reason} per minute",
+        code=f"rate_limit_{decision.reason}",
+        headers=headers,
+    )
+
+
+def queue_full(ids: Headers) -> Reply:
+    return error(
+        429,
+        "too many requests in flight for this tenant",
+        code="rate_limit_concurrency",
+        headers=[(b"retry-after", b"1"), *ids],
+    )
+
+
+def shutting_down(ids: Headers) -> Reply:
+    return error(
+        503, "the gateway is shutting down; retry the request", code="server_shutting_down",
+        headers=[(b"retry-after", b"1"), *ids],
+    )  # fmt: skip
+
+
+class Call:
+    """One request from the moment its body is read: who, what, and how to stop it.
+
+    The client's departure (http.disconnect on receive()) and the end of a drain both stop it
+    through `end()`: once a response is open, by aborting that response (the engine sees its
+    connection close and stops generating); before, by cancelling the request's task, which
+    gives back its queue place or slot and its charge on the way out.
+    """
+
+    __slots__ = (
+        "tenant",
+        "model",
+        "ids",
+        "started",
+        "task",
+        "response",
+        "finished",
+        "left",
+        "drained",
+        "watcher",
+        "served",
+    )
+
+    def __init__(self, started: float) -> None:
+        self.tenant = self.model = ""
+        self.ids: Headers = []  # the x-request-id header, passed on and echoed
+        self.started = started
+        self.task: asyncio.Task | None = None
+        self.response: UpstreamResponse | None = None
+        self.finished = False  # the last byte is handed to the server: nothing left to stop
+        self.left = False
+        self.drained = False
+        self.watcher: asyncio.Future | None = None
+        self.served = 0  # prompt + completion tokens the engine reported, for the fair queue's settle
+
+    @property
+    def request_id(self) -> bytes:
+        return self.ids[0][1]
+
+    def watch(self, scope, receive) -> None:
+        self.task = asyncio.current_task()
+        hooks = scope.get(DISCONNECT_HOOKS)
+        if hooks is not None:  # the gateway's own server protocol says when the connection is lost
+            hooks.append(self._gone)
+            return
+        self.watcher = asyncio.ensure_future(receive())
+        self.watcher.add_done_callback(self._message)
+
+    def _gone(self) -> None:
+        if not self.finished:
+            self.left = True
+            self.end()
+
+    def _message(self, message: asyncio.Future) -> None:
+        if message.cancelled() or message.exception() is not None:
+            return
+        if message.result().get("type") == "http.disconnect":
+            self._gone()
+
+    def end(self) -> None:
+        if self.finished:
+            return
+        if self.response is not None:
+            self.response.abort()
+        elif self.task is not None:
+            self.task.cancel()
+
+    def close(self) -> None:
+        self.finished = True
+        if self.watcher is not None:
+            self.watcher.cancel()
+
+
+class Outcome:
+    """What accounting needs at the end: whether an engine may have worked on it, and the usage it reported."""
+
+    __slots__ = ("reached", "used")
+
+    def __init__(self) -> None:
+        self.reached = False
+        self.used: int | None = None
