@@ -25,8 +25,8 @@ import redis.asyncio as aioredis  # noqa: E402
 import uvloop  # noqa: E402
 
 from services.gateway.limit_scripts import SCRIPTS  # noqa: E402
-from services.gateway.process import redis_server  # noqa: E402
 from services.gateway.limit_window import WINDOW_MS  # noqa: E402
+from services.gateway.process import redis_server  # noqa: E402
 from services.gateway.redis_client import RedisClient  # noqa: E402
 from services.gateway.upstream_client import UpstreamClient  # noqa: E402
 from services.mock_worker.process import mock_worker  # noqa: E402
