@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from e2e.checks import Deployed
+from e2e import ingress
+from e2e.checks import Deployed, platformctl
 from e2e.cluster import ControlPlane
 from e2e.engine import Engine
 from e2e.kube import Kube
@@ -87,11 +88,15 @@ def deployed(request, bin_dir: Path):
         _wait_nodes_ready(kube, [n["metadata"]["name"] for n in nodes])
         storage = Provisioner(kube, config.platform.flavour)
         storage.install()
+        ingress.install(kube, config.platform.flavour)
+        # What the README tells an operator to run before the first `pulumi up`, once the documented
+        # prerequisites (nodes, a StorageClass) are in place and nothing of the stack is.
+        preflight = platformctl("preflight", "--stack", stack, "--kubeconfig", str(plane.kubeconfig_path))
         releases = Releases(kube)
         controllers = [releases, storage]
         result = Engine(stack, kube, releases, controllers, skip_types=SKIPPED_TYPES).apply(capture)
         (work / "apply-report.txt").write_text(result.report())
-        yield Deployed(stack, config, capture, kube, result, controllers)
+        yield Deployed(stack, config, capture, kube, result, controllers, plane.kubeconfig_path, preflight)
     finally:
         kube.close()
         plane.stop()

@@ -17,6 +17,11 @@ def _fail_with(stack: str, what: str, problems: list[str]) -> None:
     assert not problems, f"stack {stack}: {what}:\n  " + "\n  ".join(problems)
 
 
+def test_preflight_before_the_first_up_finds_the_cluster_ready(deployed):
+    status, output = deployed.preflight
+    assert status == 0 and "cluster ready for pulumi up" in output, f"stack {deployed.stack}: {output}"
+
+
 def test_every_object_admitted(deployed):
     assert not deployed.result.failed() and not deployed.result.skipped(), deployed.result.report()
 
@@ -43,6 +48,10 @@ def test_rbac_through_subject_access_reviews(deployed):
 
 def test_pod_security_refuses_privileged_pods(deployed):
     _fail_with(deployed.stack, "Pod Security", checks.pod_security(deployed))
+
+
+def test_usage_reports_the_quotas_the_apiserver_holds(deployed):
+    _fail_with(deployed.stack, "platformctl usage --kubeconfig", checks.usage_against_quotas(deployed))
 
 
 def test_quota_holds_at_hpa_max_replicas(deployed):
