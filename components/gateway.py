@@ -99,7 +99,7 @@ class GatewayStack(pulumi.ComponentResource):
             self._autoscaler(settings, gateway_labels, deployment)
             self._service_monitor(gateway_selector, gateway_labels, args.monitoring_crds)
         for policy, spec in gateway_network_policies(
-            namespace, args.namespaces.monitoring, gateway_selector, redis_selector
+            namespace, args.namespaces.monitoring, gateway_selector, redis_selector, settings.api_server_cidrs
         ).items():
             k8s.networking.v1.NetworkPolicy(
                 f"gateway-{policy}", metadata=self._meta(policy, gateway_labels), spec=spec, opts=self._in_ns

@@ -16,7 +16,11 @@ API_SERVER_PORTS = (443, 6443)
 
 
 def gateway_network_policies(
-    namespace: str, monitoring: str, gateway: dict[str, str], redis: dict[str, str]
+    namespace: str,
+    monitoring: str,
+    gateway: dict[str, str],
+    redis: dict[str, str],
+    api_server_cidrs: list[str] | tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
     ns = lambda name: {"namespaceSelector": labels.namespace_selector(name)}  # noqa: E731
     return {
@@ -57,9 +61,12 @@ def gateway_network_policies(
                     "ports": DNS_PORTS,
                 },
                 # The Kubernetes API, for the EndpointSlice watch (the endpoint picker's pods). Policies
-                # see the API server's own address after the Service's DNAT, which differs per cluster,
-                # so only the ports are fixed here.
-                {"ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS]},
+                # see the API server's own address after the Service's DNAT, which differs per cluster:
+                # the stack's `apiServerCidrs` where it names them, else only the ports are fixed.
+                {
+                    **({"to": [{"ipBlock": {"cidr": cidr}} for cidr in api_server_cidrs]} if api_server_cidrs else {}),
+                    "ports": [{"protocol": "TCP", "port": port} for port in API_SERVER_PORTS],
+                },
             ],
         },
     }

@@ -7,6 +7,7 @@ rejects. Patterns are matched with `re.fullmatch`: `$` would also accept a trail
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from decimal import Decimal
 from typing import Annotated
@@ -155,6 +156,14 @@ def _hostname(value: str) -> str:
     return value
 
 
+def _cidr(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a CIDR block such as 10.0.0.1/32 or 172.18.0.0/16 ({exc})") from None
+    return str(network)
+
+
 def _rbac_subject(value: str) -> str:
     if not value.strip():
         raise ValueError("an RBAC user or group name cannot be empty")
@@ -208,6 +217,7 @@ LabelValue = Annotated[str, _checked(label_value, "label value")]
 # Label and taint keys the GPU pool sets on nodes.
 QualifiedName = Annotated[str, _checked(_node_key, "key")]
 Hostname = Annotated[str, AfterValidator(_hostname)]
+Cidr = Annotated[str, AfterValidator(_cidr)]
 PlatformNamespace = Annotated[str, AfterValidator(_platform_namespace)]
 RbacSubject = Annotated[str, AfterValidator(_rbac_subject)]
 ModelName = Annotated[str, AfterValidator(_model_name)]

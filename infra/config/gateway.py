@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from infra.config.base import (
+    Cidr,
     DnsLabel,
     DnsSubdomain,
     Hostname,
@@ -67,6 +68,10 @@ class GatewayStackSettings(Model):
     await_ingress: bool = False
     ingress_class_name: IngressClassName | None = None
     fail_closed: bool = False
+    # Where the gateway's EndpointSlice watch may reach the Kubernetes API: the API servers' own addresses
+    # (NetworkPolicies see them after the `kubernetes` Service's DNAT: `kubectl get endpoints kubernetes`).
+    # Empty: any address on the API ports 443 and 6443, since those addresses differ per cluster.
+    api_server_cidrs: list[Cidr] = Field(default_factory=list, max_length=64)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Also the pods' termination grace period, which Kubernetes holds in whole seconds.
     upstream_timeout_seconds: float = Field(default=120, gt=0, le=86_400)

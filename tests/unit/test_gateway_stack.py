@@ -200,3 +200,16 @@ def test_metrics_have_their_own_port_open_only_to_monitoring(run_program):
     # The drain lasts as long as the longest stream; the kubelet waits for preStop, the drain and a margin.
     drain = int(env["GATEWAY_DRAIN_SECONDS"])
     assert drain >= 120 and pod["terminationGracePeriodSeconds"] > drain + 5
+
+
+def test_api_server_egress_narrowed_to_the_stacks_cidrs(run_program):
+    config = stack_config("kind")
+    config["gpu-platform:gateway"] = {**config.get("gpu-platform:gateway", {}), "apiServerCidrs": ["172.18.0.2/32"]}
+    capture = run_program(config, stack="kind")
+    egress = objects(capture, "NetworkPolicy")["allow-gateway-egress"]["spec"]["egress"]
+    [api] = [rule for rule in egress if {p["port"] for p in rule["ports"]} == {443, 6443}]
+    assert api["to"] == [{"ipBlock": {"cidr": "172.18.0.2/32"}}]
+    # Without the setting, only the ports bound it: the API servers' addresses differ per cluster.
+    default = objects(run_program(stack_config("kind"), stack="kind"), "NetworkPolicy")["allow-gateway-egress"]
+    [api] = [rule for rule in default["spec"]["egress"] if {p["port"] for p in rule["ports"]} == {443, 6443}]
+    assert "to" not in api

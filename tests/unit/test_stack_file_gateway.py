@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.stack_file_cases import KIND_TEXT, StackFiles, accepted, refused
+from tests.unit.stack_file_cases import KIND_TEXT, StackFiles, accepted, kind, refused
 
 CANARY = "mock-llama-8b: {strategy: canary, primary: llama-stable, canary: llama-canary, percent: 10}"
 
@@ -116,3 +116,19 @@ def test_the_rendered_gateway_document_is_read_back_by_the_gateway(files, monkey
         "tenants[2]: the gateway would refuse the configuration of tenant 'initech' (limits.maxConcurrency",
         command="preview",
     )
+
+
+def _with_api_server_cidrs(files: StackFiles, cidr: str):
+    config = kind()
+    config["gpu-platform:gateway"] = {**config.get("gpu-platform:gateway", {}), "apiServerCidrs": [cidr]}
+    return files.config(config)
+
+
+@pytest.mark.parametrize("cidr", ["10.96.0.1", "172.18.0.0/16", "fd00::1/128"])
+def test_api_server_cidrs_accept_addresses_and_blocks(files, cidr):
+    accepted(_with_api_server_cidrs(files, cidr))
+
+
+@pytest.mark.parametrize("cidr", ["172.18.0.1/16", "not-an-address", "10.0.0.0/33"])
+def test_api_server_cidrs_refuse_what_is_no_cidr_block(files, cidr):
+    refused(_with_api_server_cidrs(files, cidr), "gateway.apiServerCidrs[0]", "is not a CIDR block")
