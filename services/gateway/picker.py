@@ -32,7 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.gateway.prefix_index import PrefixIndex, block_hashes, prompt_text
+from services.gateway.prefix_index import BLOCK_BYTES, PrefixIndex, block_hashes, prompt_text
 
 Policy = Literal["prefix", "least-load", "round-robin", "random"]
 # Retries before the first byte go to at most this many pods of one worker: enough to step over a
@@ -106,7 +106,7 @@ class PickerMetrics:
         )
         self.prefix_blocks = Counter(
             "gateway_picker_prefix_blocks",
-            "Prompt blocks (128 bytes) seen, and of those expected cached on the chosen pod: "
+            f"Prompt blocks ({BLOCK_BYTES} bytes) seen, and of those expected cached on the chosen pod: "
             "the estimated prefix hit rate per tenant.",
             ["tenant", "kind"],
             registry=registry,
