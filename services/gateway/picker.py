@@ -56,7 +56,9 @@ class PickerSettings(BaseSettings):
     prefix_weight: float = Field(default=4.0, ge=0)
     # Below prefix_weight: a session's own history already matches best on its pod; the session
     # bonus decides where prompts share no text (or too little to hash), not against the cache.
-    session_weight: float = Field(default=1.0, ge=0)
+    # Above load_weight + kv_weight: within the load bound the session stays on its pod, however
+    # much busier a scrape shows it (one reply still finishing made it look twice as loaded).
+    session_weight: float = Field(default=1.5, ge=0)
     sessions: int = Field(default=100_000, ge=1)
     load_weight: float = Field(default=1.0, ge=0)
     # Low: KV-cache use is a scrape old, and a heavier weight sends every request between two

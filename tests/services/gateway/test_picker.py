@@ -187,3 +187,25 @@ def test_least_load_avoids_a_pod_whose_engine_queue_is_long(tmp_path) -> None:
         asyncio.run(scenario())
         assert time.monotonic() - started < 10
         assert picks(service) == {idle.url: 5}
+
+
+def test_a_session_keeps_its_pod_against_a_stale_scrape_within_the_load_bound() -> None:
+    # In process, no timing: the session's pod looks busier by one request (a scrape taken while its
+    # last reply was still finishing) and has cached something; the other pods look idle and empty.
+    # Within the load bound that must not move the session: the bound, not the load score, spills over.
+    from prometheus_client import CollectorRegistry
+
+    from services.gateway.picker import Picker, PickerSettings
+
+    urls = [f"http://10.0.0.{i}:8000" for i in range(1, 5)]
+    picker = Picker(PickerSettings(), lambda url: urls, CollectorRegistry())
+    body = {"model": "llama", "messages": [{"role": "user", "content": "short"}]}
+    headers = {b"x-session-id": b"conversation-7"}
+    ordered, pod = picker.choose("acme", "prefix", [("w", "http://w")], body, headers)
+    picker.done(pod)
+    home = ordered[0][1]
+    for _ in range(20):
+        picker.pods[home].others, picker.pods[home].kv, picker.pods[home].scraped = 1.0, 0.6, True
+        ordered, pod = picker.choose("acme", "prefix", [("w", "http://w")], body, headers)
+        picker.done(pod)
+        assert ordered[0][1] == home
