@@ -52,6 +52,6 @@ def problems(capture: Capture, config: StackConfig) -> list[str]:
                 found.append(
                     f"{where}: the gateway would refuse the configuration of tenant {name!r} ({loc}: {first['msg']})"
                 )
-            except gateway.ConfigError as exc:
+            except gateway.DocumentError as exc:
                 found.append(f"{where}: the gateway would refuse the configuration of tenant {name!r} ({exc})")
     return found

@@ -12,7 +12,7 @@ import orjson
 
 from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_stream
 from services.gateway.call import Call, Outcome, queue_full, shutting_down, too_many
-from services.gateway.config import Tenant
+from services.gateway.config import TenantEntry
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.picker import Picker
@@ -161,7 +161,7 @@ class Completions:
             self.scheduler.release(name)
             self.limiter.finish(admission, outcome.used, outcome.reached, limits.max_concurrency)
 
-    async def _admit(self, call: Call, tenant: Tenant, cost: int, rank: int = 1) -> Admission | Reply:
+    async def _admit(self, call: Call, tenant: TenantEntry, cost: int, rank: int = 1) -> Admission | Reply:
         """Charge the shared limits, take a slot in the tenant's cap and an upstream slot, or say why not."""
         name, limits = call.tenant, tenant.limits
         cap = limits.max_concurrency

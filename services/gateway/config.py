@@ -73,7 +73,9 @@ class Route(_Model):
         return [name for name in (self.primary, self.canary) if name]
 
 
-class Tenant(_Model):
+class TenantEntry(_Model):
+    """One tenant's entry in the gateway's document: its keys, models, limits, upstreams and routes."""
+
     tier: str = "bronze"
     weight: float = Field(default=1.0, gt=0)
     key_hashes: list[str] = []
@@ -84,13 +86,13 @@ class Tenant(_Model):
 
 
 class Document(_Model):
-    tenants: dict[str, Tenant]
+    tenants: dict[str, TenantEntry]
     # Worker URL -> its pods' URLs, where no EndpointSlice watcher runs (tests, local runs).
     endpoints: dict[str, list[str]] = {}
 
 
-class ConfigError(Exception):
-    pass
+class DocumentError(Exception):
+    """The gateway's document (or its environment defaults) cannot be used; the message says where."""
 
 
 def hash_key(key: str | bytes) -> str:
@@ -103,7 +105,7 @@ def parse_upstreams(text: str) -> dict[str, str]:
     for part in filter(None, (p.strip() for p in text.split(";"))):
         name, sep, url = part.partition("=")
         if not sep or not name.strip() or not url.strip():
-            raise ConfigError(f"GATEWAY_UPSTREAMS: {part!r} is not name=url")
+            raise DocumentError(f"GATEWAY_UPSTREAMS: {part!r} is not name=url")
         upstreams[name.strip()] = url.strip().rstrip("/")
     return upstreams
 
@@ -115,7 +117,7 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
     try:
         shared_routes = {model: Route.model_validate(route) for model, route in json.loads(policies or "{}").items()}
     except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
-        raise ConfigError(f"GATEWAY_ROUTE_POLICIES: {exc}") from None
+        raise DocumentError(f"GATEWAY_ROUTE_POLICIES: {exc}") from None
     tenants = {}
     for name, tenant in document.tenants.items():
         if tenant.upstreams:
@@ -139,7 +141,7 @@ def _endpoint_problems(document: Document) -> list[str]:
     return problems
 
 
-def tenant_problem(name: str, tenant: Tenant) -> str | None:
+def tenant_problem(name: str, tenant: TenantEntry) -> str | None:
     """What is wrong with one tenant's entry beyond its schema, or None."""
     for upstream, url in tenant.upstreams.items():
         parts = urlsplit(url)
@@ -159,7 +161,7 @@ def tenant_problem(name: str, tenant: Tenant) -> str | None:
     return None
 
 
-def _shared_key_problems(tenants: dict[str, Tenant]) -> dict[str, str]:
+def _shared_key_problems(tenants: dict[str, TenantEntry]) -> dict[str, str]:
     """Tenants whose key hash another tenant already has: one key would authenticate as either."""
     owners: dict[str, str] = {}
     problems: dict[str, str] = {}
@@ -177,7 +179,7 @@ def validate(document: Document) -> Document:
     problems += [p for name, t in document.tenants.items() if (p := tenant_problem(name, t))]
     problems += list(_shared_key_problems(document.tenants).values())
     if problems:
-        raise ConfigError(problems[0])
+        raise DocumentError(problems[0])
     return document
 
 
@@ -185,9 +187,9 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (set GATEWAY_CONFIG_FILE)") from None
+        raise DocumentError(f"{path}: no such file (set GATEWAY_CONFIG_FILE)") from None
     except OSError as exc:  # a directory, no permission, a Secret volume mid-swap
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise DocumentError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _first_error(exc: ValidationError, prefix: str) -> str:
@@ -208,29 +210,29 @@ def load_tenants(
     A tenant whose entry is invalid keeps its previous entry (`previous`, the document in use) or,
     on the first load, is left out; its problem is returned, and the other tenants load as written.
     Only a file that is not a document at all (unreadable, not JSON, no `tenants` mapping, bad
-    `endpoints`) is a ConfigError, and then the caller keeps everything it had.
+    `endpoints`) is a DocumentError, and then the caller keeps everything it had.
     """
     if path is None:
         return validate(with_env_defaults(Document(tenants={}), upstreams, default, policies)), []
     try:
         raw = json.loads(_read(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not JSON: {exc}") from None
+        raise DocumentError(f"{path}: not JSON: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), dict):
-        raise ConfigError(f"{path}: expected an object with a `tenants` object")
+        raise DocumentError(f"{path}: expected an object with a `tenants` object")
     try:
         shell = Document.model_validate({**raw, "tenants": {}})
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc, f"{path}: ")) from None
+        raise DocumentError(_first_error(exc, f"{path}: ")) from None
     endpoint_problems = _endpoint_problems(shell)
     if endpoint_problems:
-        raise ConfigError(f"{path}: {endpoint_problems[0]}")
+        raise DocumentError(f"{path}: {endpoint_problems[0]}")
     kept = previous.tenants if previous is not None else {}
     problems: list[str] = []
-    tenants: dict[str, Tenant] = {}
+    tenants: dict[str, TenantEntry] = {}
     for name, entry in raw["tenants"].items():
         try:
-            tenants[name] = Tenant.model_validate(entry)
+            tenants[name] = TenantEntry.model_validate(entry)
         except ValidationError as exc:
             problems.append(_first_error(exc, f"{path}: tenants.{name}."))
             if name in kept:
@@ -254,10 +256,10 @@ def load_tenants(
 def load(
     path: Path | None, upstreams: str | None = None, default: str | None = None, policies: str | None = None
 ) -> Document:
-    """The strict form of `load_tenants`: any tenant's problem is a ConfigError."""
+    """The strict form of `load_tenants`: any tenant's problem is a DocumentError."""
     document, problems = load_tenants(path, upstreams, default, policies)
     if problems:
-        raise ConfigError(problems[0])
+        raise DocumentError(problems[0])
     return document
 
 
