@@ -146,7 +146,7 @@ def usage(
     """Per tenant and namespace: requests, limits, GPUs and pods in use against quota, GPU utilisation, share."""
     from infra import usage as report
     from infra.chargeback import ChargebackError, resolve_window, window_seconds
-    from infra.kube_client import KubeError, load_kubeconfig, quota_status, resource_quotas
+    from infra.kube_client import KubeconfigError, KubeError, load_kubeconfig, quota_status, resource_quotas
     from infra.preview.runner import load
     from infra.prometheus_api import PrometheusAPI, PrometheusError
 
@@ -177,9 +177,12 @@ def usage(
             quotas = {ns: quota_status(items) for ns, items in resource_quotas(cluster, namespaces).items()}
             rows = report.from_quotas(quotas, tenants)
             source = f"kubernetes {cluster.server}"
+    except KubeconfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except KubeError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if str(kubeconfig) in str(exc) else 1) from None
+        raise typer.Exit(1) from None
     except PrometheusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
