@@ -1,4 +1,4 @@
-"""The metric names components rely on (DESIGN.md §4), and the adapter rules that serve them to HPAs."""
+"""The metric names components rely on (dashboards, rules, HPAs), and the adapter rules that serve them to HPAs."""
 
 from __future__ import annotations
 

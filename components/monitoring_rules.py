@@ -36,7 +36,7 @@ def gpu_group() -> dict[str, Any]:
             _record("tenant:gpu_allocated:sum", f"sum by (tenant) (namespace:gpu_allocated:sum {TENANT_JOIN})"),
             _record("namespace:gpu_used:count", 'count by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace!=""} > 0)'),
             _record("tenant:gpu_used:count", f"sum by (tenant) (namespace:gpu_used:count {TENANT_JOIN})"),
-            # Seed A's per-tenant view, with DCGM's real metric name.
+            # GPU utilisation per namespace and per tenant, from DCGM's real metric name.
             _record("namespace:gpu_utilization:avg", 'avg by (namespace) (DCGM_FI_DEV_GPU_UTIL{namespace!=""})'),
             _record(
                 "tenant:gpu_utilization:avg", f'avg by (tenant) (DCGM_FI_DEV_GPU_UTIL{{namespace!=""}} {TENANT_JOIN})'

@@ -29,7 +29,7 @@ LIMIT_RANGE_NAME = "tenant-limits"
 API_KEY_PREFIX = "sk-"
 API_KEY_LENGTH = 40
 
-# Defaults for containers that state no resources: seed E's LimitRange numbers.
+# Defaults for containers that state no resources: the LimitRange's default and defaultRequest.
 CONTAINER_DEFAULT = {"cpu": "500m", "memory": "512Mi"}
 CONTAINER_DEFAULT_REQUEST = {"cpu": "250m", "memory": "256Mi"}
 

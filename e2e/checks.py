@@ -14,9 +14,9 @@ from typing import Any
 from components.tenant import QUOTA_NAME
 from e2e.engine import ApplyResult, transitive_dependencies
 from e2e.kube import ApiError, Kube
-from e2e.releases import CHART_CRDS, HELM_RELEASE, VENDOR, chart_name
+from e2e.releases import CHART_CRDS, VENDOR, chart_name
 from infra.config import StackConfig
-from infra.preview.capture import Capture, CapturedResource
+from infra.preview.capture import HELM_RELEASE, Capture, CapturedResource
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet")
 
@@ -146,7 +146,7 @@ def pods_not_running(deployed: Deployed) -> list[str]:
                 f"{scheduled.get('reason', '')} {scheduled.get('message', '')}".strip()
             )
     namespaces = {p["metadata"]["namespace"] for p in deployed.kube.list("v1", "Pod")} | {
-        r.inputs["metadata"]["name"] for r in deployed.capture.kubernetes() if r.inputs.get("kind") == "Namespace"
+        r.inputs["metadata"]["name"] for r in deployed.capture.objects("Namespace")
     }
     for namespace in sorted(namespaces):
         try:
@@ -212,9 +212,7 @@ def scale_to_max(deployed: Deployed, timeout: float) -> list[str]:
     """Scale every HPA's target to maxReplicas: all replicas must be created, scheduled and Ready,
     and every ResourceQuota's usage stays within `hard`."""
     kube, targets = deployed.kube, []
-    for r in deployed.capture.kubernetes():
-        if r.inputs.get("kind") != "HorizontalPodAutoscaler":
-            continue
+    for r in deployed.capture.objects("HorizontalPodAutoscaler"):
         spec, namespace = r.inputs["spec"], r.inputs["metadata"]["namespace"]
         ref = spec["scaleTargetRef"]
         target = {

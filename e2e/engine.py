@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from e2e.kube import ApiError, Kube, NoKind
-from e2e.releases import HELM_RELEASE, Releases
-from infra.preview.capture import SECRET_SIG, Capture, CapturedResource
+from e2e.releases import Releases
+from infra.preview.capture import HELM_RELEASE, SECRET_SIG, Capture, CapturedResource
 
 FIELD_MANAGER = "pulumi-kubernetes"
 # pulumi-kubernetes retries a create that fails for a missing namespace or kind (5 tries, backoff).

@@ -70,7 +70,7 @@ def for_stack(config: StackConfig, capture: Capture) -> list[dict[str, Any]]:
         # minikube's one node is its control plane, untainted.
         return [node("minikube", cpu, memory, labels={CONTROL_PLANE: "", "minikube.k8s.io/primary": "true"})]
     if flavour == "onprem":
-        # Seed C's single kubeadm node, control-plane taint removed so that it runs workloads.
+        # The onprem stack's kubeadm node: a control plane, its taint removed so that it runs workloads.
         pool = config.gpu_pool
         return [
             node(name, cpu, memory, labels={CONTROL_PLANE: ""}, physical_gpus=pool.gpus_per_node) for name in pool.nodes

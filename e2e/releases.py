@@ -24,7 +24,6 @@ import yaml
 
 from e2e.kube import ApiError, Kube
 
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # The repository's own copy of the vendored chart data (../shared/vendor on the dev machines).
 VENDOR = Path(__file__).resolve().parents[1] / "components" / "vendor"
 PHYSICAL_GPUS = "e2e.gpu-platform.io/physical-gpus"  # a node's hardware, set by the harness

@@ -7,10 +7,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from infra.stack_file import ConfigError, display_path, stack_file_path
+
+if TYPE_CHECKING:
+    from infra.config import StackConfig
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Offline tools for the GPU inference platform.")
 
@@ -28,6 +32,16 @@ def _config_error(exc: ConfigError) -> typer.Exit:
         # Plain text, never wrapped: editors and CI annotate `file: message` lines.
         typer.echo(f"error: {exc.source}: {problem}", err=True)
     return typer.Exit(2)
+
+
+def _load_stack(stack: str, stack_file: Path | None) -> tuple[Path, dict[str, Any], StackConfig]:
+    """The stack file's (path, raw values, config); a ConfigError is exit 2 with its problems."""
+    from infra.preview.runner import load
+
+    try:
+        return load(stack, stack_file)
+    except ConfigError as exc:
+        raise _config_error(exc) from None
 
 
 def _source(stack: str, stack_file: Path | None) -> str:
@@ -146,14 +160,10 @@ def usage(
     """Per tenant and namespace: requests, limits, GPUs and pods in use against quota, GPU utilisation, share."""
     from infra import usage as report
     from infra.chargeback import ChargebackError, resolve_window, window_seconds
-    from infra.kube_client import KubeError, load_kubeconfig, quota_status, resource_quotas
-    from infra.preview.runner import load
+    from infra.kube_client import KubeconfigError, KubeError, load_kubeconfig, quota_status, resource_quotas
     from infra.prometheus_api import PrometheusAPI, PrometheusError
 
-    try:
-        _, _, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
+    _, _, config = _load_stack(stack, stack_file)
     if (prometheus is None) == (kubeconfig is None):
         typer.echo("error: give exactly one of --prometheus URL or --kubeconfig FILE", err=True)
         raise typer.Exit(2)
@@ -177,9 +187,12 @@ def usage(
             quotas = {ns: quota_status(items) for ns, items in resource_quotas(cluster, namespaces).items()}
             rows = report.from_quotas(quotas, tenants)
             source = f"kubernetes {cluster.server}"
+    except KubeconfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except KubeError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if str(kubeconfig) in str(exc) else 1) from None
+        raise typer.Exit(1) from None
     except PrometheusError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -271,13 +284,9 @@ def tenant_remove(
 @tenant_app.command("list")
 def tenant_list(stack: str = typer.Option("kind", "--stack", "-s"), stack_file: Path | None = StackFileOption) -> None:
     """The stack's tenants: tier, cost center, namespaces, share of the cluster, API key ids."""
-    from infra.preview.runner import load
     from infra.tenant_plan import plan_lines
 
-    try:
-        _, _, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
+    _, _, config = _load_stack(stack, stack_file)
     for line in plan_lines(config):
         typer.echo(line)
 
@@ -289,13 +298,9 @@ def tenant_show(
     stack_file: Path | None = StackFileOption,
 ) -> None:
     """One tenant as the program sees it: tier defaults merged, quota, gateway limits, workers, keys."""
-    from infra.preview.runner import load
     from infra.tenant_plan import show_lines
 
-    try:
-        _, _, config = load(stack, stack_file)
-    except ConfigError as exc:
-        raise _config_error(exc) from None
+    _, _, config = _load_stack(stack, stack_file)
     tenant = next((t for t in config.tenants if t.name == name), None)
     if tenant is None:
         typer.echo(

@@ -21,7 +21,11 @@ import yaml
 
 
 class KubeError(Exception):
-    """A kubeconfig or API server problem; the message names the file and key."""
+    """A kubeconfig or API server problem; the message says which."""
+
+
+class KubeconfigError(KubeError):
+    """The kubeconfig cannot be used as given; the message names the file and key."""
 
 
 @dataclass(frozen=True)
@@ -40,14 +44,14 @@ def _pem(entry: dict[str, Any], key: str, base: Path, where: str) -> bytes | Non
         try:
             return base64.b64decode(entry[f"{key}-data"], validate=True)
         except ValueError:
-            raise KubeError(f"{where}.{key}-data: not base64") from None
+            raise KubeconfigError(f"{where}.{key}-data: not base64") from None
     if entry.get(key):
         path = Path(os.path.expanduser(entry[key]))
         path = path if path.is_absolute() else base / path
         try:
             return path.read_bytes()
         except OSError as exc:
-            raise KubeError(f"{where}.{key}: cannot read {path}: {exc.strerror}") from None
+            raise KubeconfigError(f"{where}.{key}: cannot read {path}: {exc.strerror}") from None
     return None
 
 
@@ -55,7 +59,7 @@ def _named(doc: dict, kind: str, name: str, source: str) -> dict:
     for item in doc.get(f"{kind}s") or []:
         if isinstance(item, dict) and item.get("name") == name:
             return item.get(kind) or {}
-    raise KubeError(f"{source}: {kind}s: no {kind} named {name!r}")
+    raise KubeconfigError(f"{source}: {kind}s: no {kind} named {name!r}")
 
 
 def load_kubeconfig(path: Path, context: str | None = None) -> Cluster:
@@ -63,24 +67,24 @@ def load_kubeconfig(path: Path, context: str | None = None) -> Cluster:
     try:
         doc = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise KubeError(f"{source}: cannot read: {exc.strerror}") from None
+        raise KubeconfigError(f"{source}: cannot read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise KubeError(f"{source}: not valid YAML: {exc}") from None
+        raise KubeconfigError(f"{source}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise KubeError(f"{source}: expected a kubeconfig mapping")
+        raise KubeconfigError(f"{source}: expected a kubeconfig mapping")
     name = context or doc.get("current-context")
     if not name:
-        raise KubeError(f"{source}: current-context: not set (pass --context)")
+        raise KubeconfigError(f"{source}: current-context: not set (pass --context)")
     ctx = _named(doc, "context", name, source)
     if not ctx.get("cluster"):
-        raise KubeError(f"{source}: contexts[{name}].cluster: not set")
+        raise KubeconfigError(f"{source}: contexts[{name}].cluster: not set")
     cluster = _named(doc, "cluster", ctx["cluster"], source)
     user = _named(doc, "user", ctx["user"], source) if ctx.get("user") else {}
     if not cluster.get("server"):
-        raise KubeError(f"{source}: clusters[{ctx['cluster']}].server: not set")
+        raise KubeconfigError(f"{source}: clusters[{ctx['cluster']}].server: not set")
     base = path.resolve().parent
     if "exec" in user or "auth-provider" in user:
-        raise KubeError(
+        raise KubeconfigError(
             f"{source}: users[{ctx.get('user')}]: exec and auth-provider credentials are not supported; "
             "use a token or client certificate, or --prometheus"
         )

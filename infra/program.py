@@ -189,7 +189,7 @@ def export(platform: Platform) -> None:
             for tenant, workers in platform.workers.items()
         },
     )
-    # Canary pairs and other routes, in seed B's shape, for the gateway.
+    # Canary pairs and other routes, per tenant and model, as the gateway's Route reads them.
     pulumi.export(
         "routes",
         {

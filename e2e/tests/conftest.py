@@ -35,7 +35,7 @@ SKIPPED_TYPES = ("aws:",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Known program defects (issue 11) are strict xfails: when a fix lands the test passes, the
+    # Known program defects are strict xfails: when a fix lands the test passes, the
     # xfail turns into a failure, and the entry must be removed from known_defects.py.
     for item in items:
         stack = getattr(item, "callspec", None) and item.callspec.params.get("deployed")

@@ -133,7 +133,7 @@ def gateway_document_problems(config: StackConfig) -> Iterator[str]:
                     f"tenants[{index}]: the gateway would refuse the configuration of tenant {tenant.name!r} "
                     f"({where}: {error['msg']}); fix the tenant's gateway limits, tier or routes"
                 )
-        except gateway.ConfigError as exc:
+        except gateway.DocumentError as exc:
             yield f"tenants[{index}]: the gateway would refuse the configuration of tenant {tenant.name!r} ({exc})"
 
 

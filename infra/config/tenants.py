@@ -98,7 +98,7 @@ class Tenant(Model):
     gateway: GatewayLimits = GatewayLimits()
     api_keys: list[ApiKeyId] = ["primary"]
     workers: list[Worker] = []
-    # Keyed by the `model` string clients send; seed B's route shape.
+    # Keyed by the `model` string clients send; the gateway's own Route model (services/gateway/config.py).
     routes: dict[ModelName, Route] = {}
 
     @field_validator("name")

@@ -1,7 +1,7 @@
 """Tier presets (gold/silver/bronze) and their merge with a stack's overrides.
 
-Numbers start from seed E's quota examples (gold 8/12 cores, 16/24 Gi; silver 1/2 cores;
-bronze 400m/800m), scaled so that one namespace of each tier can run a small GPU worker.
+The presets scale up small quota examples (gold 8/12 cores, 16/24 Gi; silver 1/2 cores;
+bronze 400m/800m) so that one namespace of each tier can run a small GPU worker.
 Quotas are per namespace: a tenant with three environments holds three of them.
 """
 

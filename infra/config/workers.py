@@ -14,7 +14,7 @@ __all__ = ["Autoscaling", "ModelCache", "Route", "Worker"]
 
 
 class Autoscaling(Model):
-    """HPA on per-pod queue depth; defaults are seed E's behaviour."""
+    """HPA on per-pod queue depth; by default up by at most 4 pods a minute, down after 5 quiet minutes."""
 
     min_replicas: Int32 = Field(default=1, ge=1)
     max_replicas: Int32 = Field(default=2, ge=1)

@@ -24,6 +24,7 @@ from infra.stack_file import to_pulumi_config
 from policies.platform_rules.contract import TENANT_LABEL
 
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's wire marker for secret values
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 _ALPHANUMERIC = string.ascii_letters + string.digits
 
 
@@ -58,12 +59,26 @@ class Capture:
     def kubernetes(self) -> list[CapturedResource]:
         return [r for r in self.resources if r.is_kubernetes]
 
+    def objects(self, kind: str, namespace: str | None = None) -> list[CapturedResource]:
+        """The Kubernetes objects of `kind`, in the order the program made them; with `namespace`, only its own."""
+        return [
+            r
+            for r in self.kubernetes()
+            if r.inputs.get("kind") == kind
+            and (namespace is None or r.inputs.get("metadata", {}).get("namespace") == namespace)
+        ]
+
     def find(self, kind: str, name: str, namespace: str | None = None) -> CapturedResource:
+        """The object of `kind` named `name` in `namespace` (None: a cluster-scoped object); KeyError if none."""
         for resource in self.kubernetes():
             meta = resource.inputs.get("metadata", {})
             if resource.inputs.get("kind") == kind and meta.get("name") == name and meta.get("namespace") == namespace:
                 return resource
         raise KeyError(f"no {kind} {namespace + '/' if namespace else ''}{name} captured")
+
+    def releases(self) -> dict[str, CapturedResource]:
+        """The Helm releases, by release name."""
+        return {r.inputs["name"]: r for r in self.of_type(HELM_RELEASE)}
 
 
 class PlatformMocks(pulumi.runtime.Mocks):
@@ -170,8 +185,7 @@ def _attribute(capture: Capture) -> None:
     by_urn = {resource.urn: resource for resource in capture.resources}
     namespace_tenants = {
         r.inputs["metadata"]["name"]: r.inputs["metadata"].get("labels", {}).get(TENANT_LABEL, "")
-        for r in capture.kubernetes()
-        if r.inputs.get("kind") == "Namespace"
+        for r in capture.objects("Namespace")
     }
     for resource in capture.resources:
         parent = by_urn.get(resource.parent)

@@ -19,9 +19,7 @@ def rendered_documents(capture: Capture) -> list[str]:
     from components.gateway import CONFIG_FILE
 
     documents = []
-    for resource in capture.kubernetes():
-        if resource.inputs.get("kind") != "Secret":
-            continue
+    for resource in capture.objects("Secret"):
         data = resource.inputs.get("stringData")
         if isinstance(data, dict) and SECRET_SIG in data:
             data = data.get("value")
@@ -52,6 +50,6 @@ def problems(capture: Capture, config: StackConfig) -> list[str]:
                 found.append(
                     f"{where}: the gateway would refuse the configuration of tenant {name!r} ({loc}: {first['msg']})"
                 )
-            except gateway.ConfigError as exc:
+            except gateway.DocumentError as exc:
                 found.append(f"{where}: the gateway would refuse the configuration of tenant {name!r} ({exc})")
     return found

@@ -8,10 +8,9 @@ from typing import Any
 
 import yaml
 
-from infra.preview.capture import SECRET_SIG, Capture, CapturedResource
+from infra.preview.capture import HELM_RELEASE, SECRET_SIG, Capture, CapturedResource
 
 REDACTED = "<redacted>"
-HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 # libyaml's emitter is ~10x faster than the pure-Python one; large stacks write thousands of files.
 _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

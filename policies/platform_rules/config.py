@@ -62,7 +62,7 @@ class Threshold:
 
 
 @dataclass(frozen=True)
-class Capacity:
+class CapacityDimension:
     """One dimension of the cluster: what is declared, what the pool provides, what the pack measures against."""
 
     key: str
@@ -95,7 +95,7 @@ class PolicyConfig:
     over_subscription_ratio: Threshold = Threshold("overSubscriptionRatio", PackConfig.over_subscription_ratio, PACK)
     gpu_taint_key: str = PackConfig.gpu_taint_key
     gpu_pool_label: str = PackConfig.gpu_pool_label
-    capacity: dict[str, Capacity] = field(default_factory=dict)
+    capacity: dict[str, CapacityDimension] = field(default_factory=dict)
     tenants: dict[str, str] = field(default_factory=dict)  # namespace -> tenant
     # (resource, message): a capacity record or GPU pool the pack cannot read is a violation.
     problems: tuple[tuple[str, str], ...] = ()
@@ -145,7 +145,8 @@ class PolicyConfig:
                 if key not in declared or amount < declared[key][0]:
                     declared[key] = (amount, f"the stack's capacity record {record.display}")
         capacity = {
-            key: Capacity(key, *declared[key]) if key in declared else Capacity(key, None, "") for key in DIMENSIONS
+            key: CapacityDimension(key, *declared[key]) if key in declared else CapacityDimension(key, None, "")
+            for key in DIMENSIONS
         }
         pool = pool_gpus(resources, label.partition("=")[0])
         problems.extend(pool.problems)
@@ -157,7 +158,7 @@ class PolicyConfig:
                 Decimal(0),
                 "no GPU pool (no GPU operator or device plugin release, no GPU node group)",
             )
-        capacity["gpu"] = Capacity("gpu", gpu.declared, gpu.declared_by, provided, provided_by)
+        capacity["gpu"] = CapacityDimension("gpu", gpu.declared, gpu.declared_by, provided, provided_by)
         return cls(share, ratio, taint, label, capacity, tenants, tuple(problems))
 
 

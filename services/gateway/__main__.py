@@ -16,7 +16,7 @@ import uvicorn
 
 from services.gateway import logs
 from services.gateway.app import Gateway
-from services.gateway.config import ConfigError
+from services.gateway.config import DocumentError
 from services.gateway.server_protocol import bounded_protocol
 from services.gateway.settings import GatewaySettings
 
@@ -88,7 +88,7 @@ def main() -> None:
     logs.configure(settings.log_level)
     try:
         app = Gateway(settings)
-    except ConfigError as exc:
+    except DocumentError as exc:
         logging.getLogger("gateway").error("cannot start", extra={"problem": str(exc)})
         sys.exit(2)
     if settings.metrics_port == settings.port:

@@ -17,6 +17,7 @@ from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.picker import Picker, PickerSettings
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.request_fields import CHAT_COMPLETIONS, COMPLETIONS
 from services.gateway.routing import CircuitBreakers
 from services.gateway.scheduler import FairScheduler
 from services.gateway.settings import GatewaySettings
@@ -68,8 +69,8 @@ class Gateway:
         )
         # path -> (method, handler)
         self.routes = {
-            "/v1/chat/completions": ("POST", self._chat),
-            "/v1/completions": ("POST", self._text),
+            CHAT_COMPLETIONS.path: ("POST", self._chat),
+            COMPLETIONS.path: ("POST", self._text),
             "/v1/models": ("GET", self._models),
             "/healthz": ("GET", self._healthz),
             "/readyz": ("GET", self._readyz),
@@ -118,10 +119,10 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def _chat(self, scope, receive, send) -> None:
-        await self.completions(scope, receive, send, chat=True)
+        await self.completions(scope, receive, send, CHAT_COMPLETIONS)
 
     async def _text(self, scope, receive, send) -> None:
-        await self.completions(scope, receive, send, chat=False)
+        await self.completions(scope, receive, send, COMPLETIONS)
 
     async def _models(self, scope, receive, send) -> None:
         who = self.state.authenticate(dict(scope["headers"]), scope["headers"])

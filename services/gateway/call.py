@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 
 from services.gateway.asgi import Headers, Reply
-from services.gateway.config import Tenant
+from services.gateway.config import TenantEntry
 from services.gateway.errors import error
 from services.gateway.ratelimit import Decision
 from services.gateway.server_protocol import DISCONNECT_HOOKS
 from services.gateway.upstream_client import UpstreamResponse
 
 
-def too_many(tenant: Tenant, decision: Decision, ids: Headers) -> Reply:
+def too_many(tenant: TenantEntry, decision: Decision, ids: Headers) -> Reply:
     limits = tenant.limits
     headers = [(b"retry-after", b"%d" % max(1, int(decision.reset_seconds + 0.999))), *ids]
     for kind, limit, remaining in (

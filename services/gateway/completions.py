@@ -12,13 +12,13 @@ import orjson
 
 from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_stream
 from services.gateway.call import Call, Outcome, queue_full, shutting_down, too_many
-from services.gateway.config import Tenant
+from services.gateway.config import TenantEntry
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.picker import Picker
 from services.gateway.priority import SHEDDABLE, priority_rank
 from services.gateway.ratelimit import Admission, RateLimiter, ScriptFailed
-from services.gateway.request_fields import requested_tokens, token_charge, validate_body
+from services.gateway.request_fields import CompletionEndpoint, requested_tokens, token_charge, validate_body
 from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
 from services.gateway.settings import GatewaySettings
@@ -29,7 +29,6 @@ from services.gateway.upstream_client import UpstreamError, UpstreamResponse, Up
 LOG = logging.getLogger("gateway")
 # A client's request id is passed on and echoed only if it is a plain token; otherwise the gateway makes one.
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
-PATHS = {True: "/v1/chat/completions", False: "/v1/completions"}
 
 
 class Completions:
@@ -54,12 +53,12 @@ class Completions:
             call.drained = True
             call.end()
 
-    async def __call__(self, scope, receive, send, chat: bool) -> None:
+    async def __call__(self, scope, receive, send, endpoint: CompletionEndpoint) -> None:
         """Answer one request; every path that does not reach an upstream ends in an error reply."""
         call = Call(time.perf_counter())
         self.active.add(call)
         try:
-            reply = await self._serve(scope, receive, send, chat, call)
+            reply = await self._serve(scope, receive, send, endpoint, call)
         except asyncio.CancelledError:
             if not (call.left or call.drained):
                 raise
@@ -72,7 +71,7 @@ class Completions:
         if reply is not None:
             await send_reply(send, reply)
 
-    async def _serve(self, scope, receive, send, chat: bool, call: Call) -> Reply | None:
+    async def _serve(self, scope, receive, send, endpoint: CompletionEndpoint, call: Call) -> Reply | None:
         raw_headers = scope["headers"]
         headers = dict(raw_headers)
         who = self.state.authenticate(headers, raw_headers)
@@ -89,7 +88,7 @@ class Completions:
         raw = None if declared.isdigit() and int(declared) > limit else await read_body(receive, limit)
         if raw is None:
             return error(413, f"request body larger than {limit} bytes")
-        body = validate_body(raw, chat)
+        body = validate_body(raw, endpoint)
         if isinstance(body, Reply):
             return body
         model = body["model"]
@@ -152,7 +151,7 @@ class Completions:
         try:
             # The route chose the worker; the picker chooses its pod (and the pods to retry on).
             choices, pod = self.picker.choose(name, route.picker, choices, body, headers)
-            return await self._relay(send, call, choices, stream, strip_usage, raw, chat, outcome)
+            return await self._relay(send, call, choices, stream, strip_usage, raw, endpoint.path, outcome)
         finally:
             self.picker.done(pod)
             holding.dec()
@@ -161,7 +160,7 @@ class Completions:
             self.scheduler.release(name)
             self.limiter.finish(admission, outcome.used, outcome.reached, limits.max_concurrency)
 
-    async def _admit(self, call: Call, tenant: Tenant, cost: int, rank: int = 1) -> Admission | Reply:
+    async def _admit(self, call: Call, tenant: TenantEntry, cost: int, rank: int = 1) -> Admission | Reply:
         """Charge the shared limits, take a slot in the tenant's cap and an upstream slot, or say why not."""
         name, limits = call.tenant, tenant.limits
         cap = limits.max_concurrency
@@ -218,12 +217,12 @@ class Completions:
         return admission
 
     async def _relay(
-        self, send, call: Call, choices, stream: bool, strip_usage: bool, raw: bytes, chat: bool, outcome: Outcome
+        self, send, call: Call, choices, stream: bool, strip_usage: bool, raw: bytes, path: str, outcome: Outcome
     ) -> Reply | None:
         # From here an engine may be working on it: a cancellation keeps the charge.
         outcome.reached = True
         try:
-            opened = await self.upstreams.open(choices, PATHS[chat], raw, call.request_id)
+            opened = await self.upstreams.open(choices, path, raw, call.request_id)
         except UpstreamFailure as failure:
             outcome.reached = failure.reached
             self.metrics.request(call.tenant, call.model, "", str(failure.status))

@@ -1,4 +1,4 @@
-"""The gateway's metrics, by the names DESIGN.md §4 fixes for dashboards, rules and the adapter."""
+"""The gateway's metrics, by the names dashboards, rules and the adapter query (components/metrics_catalog.py)."""
 
 from __future__ import annotations
 

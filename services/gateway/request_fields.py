@@ -10,6 +10,7 @@ enter the charge.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -50,6 +51,10 @@ def _logit_bias(value: Any) -> bool:
 
 def _stream_options(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("include_usage", False), bool)
+
+
+def _messages(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(message, dict) for message in value)
 
 
 def _prompt(value: Any) -> bool:
@@ -115,10 +120,28 @@ _TEXT = {
     "echo": (_BOOL, "a boolean"),
     "suffix": (_STR, "a string"),
 }
-FIELDS = {True: _CHAT, False: _TEXT}
 
 
-def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Reply:
+@dataclass(frozen=True)
+class CompletionEndpoint:
+    """One of OpenAI's completion endpoints: its path (the gateway's and the engines'), its prompt, its fields."""
+
+    path: str
+    prompt_field: str  # required, and checked by `prompt_check`
+    prompt_check: Callable[[Any], bool]
+    prompt_problem: str  # the 400's message when the prompt fails its check
+    fields: dict[str, tuple[Callable[[Any], bool], str]]  # the optional fields it defines (see _COMMON)
+
+
+CHAT_COMPLETIONS = CompletionEndpoint(
+    "/v1/chat/completions", "messages", _messages, "'messages' must be a list of message objects", _CHAT
+)
+COMPLETIONS = CompletionEndpoint(
+    "/v1/completions", "prompt", _prompt, "'prompt' must be a string, a list of strings or a list of token ids", _TEXT
+)
+
+
+def validate_body(raw: bytes, endpoint: CompletionEndpoint) -> dict[str, Any] | Reply:
     """The parsed body, or a 400 in OpenAI's shape naming the first field that is wrong."""
     try:
         body = orjson.loads(raw)
@@ -128,18 +151,15 @@ def validate_body(raw: bytes, chat: bool) -> dict[str, Any] | Reply:
         return error(400, "request body must be a JSON object")
     if not isinstance(body.get("model"), str) or not body["model"]:
         return error(400, "missing required field 'model'", param="model")
-    if chat:
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            return error(400, "'messages' must be a list of message objects", param="messages")
-    elif not _prompt(body.get("prompt")):
-        return error(400, "'prompt' must be a string, a list of strings or a list of token ids", param="prompt")
-    fields = FIELDS[chat]
+    if not endpoint.prompt_check(body.get(endpoint.prompt_field)):
+        return error(400, endpoint.prompt_problem, param=endpoint.prompt_field)
+    fields = endpoint.fields
     for name, value in body.items():  # a body holds a few fields: look each up, not every rule
         rule = fields.get(name)
         if rule is not None and value is not None and not rule[0](value):
             return error(400, f"'{name}' must be {rule[1]}", param=name)
-    if not chat and body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
+    # Only where the endpoint defines best_of is it checked (and so known to be an integer here).
+    if "best_of" in fields and body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
         return error(400, "'best_of' must be at least 'n'", param="best_of")
     return body
 

@@ -53,7 +53,8 @@ class GatewaySettings(BaseSettings):
     max_connections: int = Field(default=4096, ge=1)
     max_header_bytes: int = Field(default=32 * 1024, ge=1024)
     max_headers: int = Field(default=100, ge=8)
-    # Seed B's formats: "vllm=http://a:8001;sglang=http://b:8002", a default upstream, JSON route policies.
+    # Shared upstreams for tenants without their own: "vllm=http://a:8001;sglang=http://b:8002", a default
+    # upstream, JSON route policies (services/gateway/config.py, with_env_defaults).
     upstreams: str | None = None
     default_upstream: str | None = None
     route_policies: str | None = None

@@ -58,7 +58,7 @@ class GatewayState:
 
     def authenticate(
         self, headers: dict[bytes, bytes], raw_headers: list[tuple[bytes, bytes]]
-    ) -> tuple[str, tenants_config.Tenant] | Reply:
+    ) -> tuple[str, tenants_config.TenantEntry] | Reply:
         if len(headers) != len(raw_headers):  # some header came twice: was it a key?
             for name in (b"authorization", b"x-api-key"):
                 if sum(1 for header, _ in raw_headers if header == name) > 1:
@@ -94,7 +94,7 @@ class GatewayState:
                 self.config_stamp = stamp  # a bad document is reported once, not on every tick
                 try:
                     fresh = GatewayState.load(self.settings, previous=self.document)
-                except tenants_config.ConfigError as exc:
+                except tenants_config.DocumentError as exc:
                     metrics.config_reloads.labels("error").inc()
                     LOG.error("tenant config reload failed; keeping the previous one", extra={"problem": str(exc)})
                     continue

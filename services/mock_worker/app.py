@@ -89,7 +89,7 @@ class MockWorker:
             return fmt.validation_error_response(exc)
         texts = [message.text() for message in req.messages]
         prompt = "\n".join(texts)
-        return await self._serve(req, prompt, req.requested_tokens(), chat=True)
+        return await self._serve(req, prompt, req.requested_tokens(), fmt.CHAT_COMPLETIONS)
 
     async def completions(self, request: Request) -> Response:
         if failure := self._injected_failure():
@@ -99,7 +99,7 @@ class MockWorker:
         except ValidationError as exc:
             return fmt.validation_error_response(exc)
         prompt = req.prompt_text()
-        return await self._serve(req, prompt, req.requested_tokens(), chat=False)
+        return await self._serve(req, prompt, req.requested_tokens(), fmt.COMPLETIONS)
 
     # --- shared request path ------------------------------------------------------------
 
@@ -108,8 +108,7 @@ class MockWorker:
         req: ChatCompletionRequest | CompletionRequest,
         prompt: str,
         max_tokens: int | None,
-        *,
-        chat: bool,
+        endpoint: fmt.CompletionFormat,
     ) -> Response:
         if req.model not in self._models:
             return fmt.error_response(
@@ -136,15 +135,15 @@ class MockWorker:
             tokens=generate_tokens(prompt, count, seed),
             prompt_blocks=blocks,
         )
-        request_id = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex}"
+        request_id = f"{endpoint.id_prefix}-{uuid.uuid4().hex}"
         created = int(time.time())
         if req.stream:
             writer = fmt.ChunkWriter(
-                request_id=request_id, created=created, gen=gen, chat=chat, include_usage=req.include_usage
+                request_id=request_id, created=created, gen=gen, endpoint=endpoint, include_usage=req.include_usage
             )
             if self.settings.decode_seconds_per_token:
                 return StreamingResponse(
-                    self._stream(gen, writer, chat),
+                    self._stream(gen, writer, endpoint),
                     media_type="text/event-stream",
                     headers={"Cache-Control": "no-cache"},
                 )
@@ -152,16 +151,17 @@ class MockWorker:
             # make streaming ~3x faster as a benchmark upstream than a chunk-by-chunk response.
             await self.engine.run(gen)
             return Response(
-                self._whole_stream(writer, gen, chat),
+                self._whole_stream(writer, gen, endpoint),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
         await self.engine.run(gen)
-        build = fmt.chat_completion if chat else fmt.text_completion
-        return fmt.json_response(build(request_id, created, gen))
+        return fmt.json_response(endpoint.response(request_id, created, gen))
 
-    async def _stream(self, gen: Generation, writer: fmt.ChunkWriter, chat: bool) -> AsyncIterator[bytes]:
-        if chat:
+    async def _stream(
+        self, gen: Generation, writer: fmt.ChunkWriter, endpoint: fmt.CompletionFormat
+    ) -> AsyncIterator[bytes]:
+        if endpoint.role_first:
             yield writer.role()
         async for piece in self.engine.stream(gen):
             yield writer.token(piece)
@@ -170,8 +170,8 @@ class MockWorker:
             yield writer.usage()
         yield fmt.SSE_DONE
 
-    def _whole_stream(self, writer: fmt.ChunkWriter, gen: Generation, chat: bool) -> bytes:
-        chunks = [writer.role()] if chat else []
+    def _whole_stream(self, writer: fmt.ChunkWriter, gen: Generation, endpoint: fmt.CompletionFormat) -> bytes:
+        chunks = [writer.role()] if endpoint.role_first else []
         chunks += [writer.token(piece) for piece in gen.tokens]
         chunks.append(writer.finish())
         if writer.include_usage:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -83,6 +85,29 @@ def text_completion(request_id: str, created: int, gen: Generation) -> dict[str,
     }
 
 
+def _chat_choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
+    delta: dict[str, Any] = {} if piece is None else {"content": piece}
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+
+
+def _text_choice(piece: str | None, finish_reason: str | None) -> dict[str, Any]:
+    return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
+
+
+@dataclass(frozen=True)
+class CompletionFormat:
+    """What differs between the chat completions and the completions endpoint's responses."""
+
+    id_prefix: str  # of the response's id
+    chunk_object: str  # a stream chunk's `object`
+    response: Callable[[str, int, Generation], dict[str, Any]]  # the whole response: (id, created, generation)
+    choice: Callable[[str | None, str | None], dict[str, Any]]  # a streamed choice: (token, finish reason)
+    role_first: bool  # a stream opens with the assistant's role
+
+
+CHAT_COMPLETIONS = CompletionFormat("chatcmpl", "chat.completion.chunk", chat_completion, _chat_choice, role_first=True)
+COMPLETIONS = CompletionFormat("cmpl", "text_completion", text_completion, _text_choice, role_first=False)
+
 SSE_DONE = b"data: [DONE]\n\n"
 
 
@@ -93,10 +118,12 @@ class ChunkWriter:
     The fields shared by every chunk are serialised once per stream: encoding the whole
     chunk per token dominated the cost of streaming."""
 
-    def __init__(self, *, request_id: str, created: int, gen: Generation, chat: bool, include_usage: bool) -> None:
+    def __init__(
+        self, *, request_id: str, created: int, gen: Generation, endpoint: CompletionFormat, include_usage: bool
+    ) -> None:
         base = {
             "id": request_id,
-            "object": "chat.completion.chunk" if chat else "text_completion",
+            "object": endpoint.chunk_object,
             "created": created,
             "model": gen.model,
             "system_fingerprint": None,
@@ -104,17 +131,11 @@ class ChunkWriter:
         self._prefix = b"data: " + _dumps(base)[:-1].encode() + b',"choices":'
         self._suffix = b',"usage":null}\n\n' if include_usage else b"}\n\n"
         self._gen = gen
-        self._chat = chat
+        self._choice = endpoint.choice
         self.include_usage = include_usage
 
     def _chunk(self, choices: list[dict[str, Any]]) -> bytes:
         return self._prefix + _dumps(choices).encode() + self._suffix
-
-    def _choice(self, piece: str | None, finish_reason: str | None) -> dict[str, Any]:
-        if self._chat:
-            delta: dict[str, Any] = {} if piece is None else {"content": piece}
-            return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        return {"index": 0, "text": piece or "", "logprobs": None, "finish_reason": finish_reason}
 
     def role(self) -> bytes:
         return self._chunk(

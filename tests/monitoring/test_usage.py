@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from components import billing
 from infra.cli import app
-from infra.kube_client import KubeError, load_kubeconfig, quota_status, resource_quotas
+from infra.kube_client import KubeconfigError, load_kubeconfig, quota_status, resource_quotas
 from tests.monitoring.backfill import backfilled_prometheus, counter, gauge
 from tests.monitoring.http_stub import serve
 
@@ -196,7 +196,7 @@ def test_kubeconfig_errors_name_the_key(tmp_path, change, message):
     path, doc = _kubeconfig(tmp_path, "https://x")
     change(doc)
     path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(KubeError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(KubeconfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load_kubeconfig(path)
 
 
@@ -257,3 +257,13 @@ def test_usage_from_the_api_server(tmp_path):
     acme = next(t for t in json.loads(result.output)["tenants"] if t["tenant"] == "acme")
     assert acme["namespaces"][0]["quota"]["requests.cpu"] == {"used": 1.5, "hard": 2}
     assert acme["share_of_cluster"]["gpu"] == 1 / 8 and acme["tokens"] is None
+
+
+def test_usage_a_bad_kubeconfig_is_exit_2_an_unreachable_server_exit_1(tmp_path):
+    path, doc = _kubeconfig(tmp_path, "http://127.0.0.1:9", token="t")
+    unreachable = usage("--kubeconfig", str(path))
+    assert unreachable.exit_code == 1 and "cannot reach the API server" in unreachable.output
+    doc.pop("current-context")
+    path.write_text(yaml.safe_dump(doc))
+    bad = usage("--kubeconfig", str(path))
+    assert bad.exit_code == 2 and f"{path}: current-context: not set" in bad.output

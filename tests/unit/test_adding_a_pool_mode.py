@@ -53,7 +53,7 @@ def test_a_new_pool_mode_is_two_entries(static_mode, run_program):
     patched = {r.inputs["metadata"]["name"] for r in capture.of_type("kubernetes:core/v1:NodePatch")}
     assert patched == {"gpu-a", "gpu-b"}
     # The builder installs nothing: no device plugin, no fake operator.
-    releases = {r.inputs["name"] for r in capture.of_type("kubernetes:helm.sh/v3:Release")}
+    releases = set(capture.releases())
     assert not releases & {"nvidia-device-plugin", "fake-gpu-operator"}
     record = capture.find("ConfigMap", "platform-capacity", "platform-system").inputs["data"]
     assert record["gpu"] == "8"

@@ -47,21 +47,16 @@ def cluster(nodes, classes, crds=(), ingress_classes=()):
     return answer
 
 
+def invoke_preflight(stack_file, kubeconfig):
+    """`platformctl preflight --kubeconfig` on a stack file."""
+    args = ["preflight", "--stack", "custom", "--stack-file", str(stack_file), "--kubeconfig", str(kubeconfig)]
+    return CliRunner().invoke(app, args)
+
+
 def preflight(tmp_path, write_stack, config, answer):
     with serve(answer) as (url, _):
         kubeconfig, _ = _kubeconfig(tmp_path, url, token="t")
-        result = CliRunner().invoke(
-            app,
-            [
-                "preflight",
-                "--stack",
-                "custom",
-                "--stack-file",
-                str(write_stack(config)),
-                "--kubeconfig",
-                str(kubeconfig),
-            ],
-        )
+        result = invoke_preflight(write_stack(config), kubeconfig)
     return result.exit_code, result.output
 
 
@@ -120,16 +115,5 @@ def test_gateway_api_with_crds_installed_by_the_platform_needs_none(tmp_path, wr
 
 def test_unreachable_api_server_is_exit_2(tmp_path, write_stack):
     kubeconfig, _ = _kubeconfig(tmp_path, "http://127.0.0.1:9", token="t")
-    result = CliRunner().invoke(
-        app,
-        [
-            "preflight",
-            "--stack",
-            "custom",
-            "--stack-file",
-            str(write_stack(stack_config("kind"))),
-            "--kubeconfig",
-            str(kubeconfig),
-        ],
-    )
+    result = invoke_preflight(write_stack(stack_config("kind")), kubeconfig)
     assert result.exit_code == 2 and "cannot reach the API server" in result.output

@@ -32,29 +32,18 @@ def test_a_new_engine_is_one_entry(monkeypatch, run_program):
     monkeypatch.setitem(ENGINES, "tgi", TGI)
     config = minimal_config(workers=[{"name": "w", "engine": "tgi", "model": "org/m"}])
     capture = run_program(config)
-    [deployment] = [
-        r.inputs
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "Deployment" and r.inputs["metadata"]["namespace"] == "team-a"
-    ]
+    [deployment] = [r.inputs for r in capture.objects("Deployment", "team-a")]
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert container["args"] == ["--model-id", "org/m", "--port", "8081"]
     assert container["ports"][0]["containerPort"] == 8081
     assert container["resources"]["requests"]["memory"] == "8Gi"
     assert {"name": "USER", "value": "engine"} in container["env"]
     # The gateway may reach the new engine's port, and its route points there.
-    egress = next(
-        r.inputs["spec"]["egress"]
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["name"] == "allow-gateway-egress"
-    )
+    egress = capture.find("NetworkPolicy", "allow-gateway-egress", "platform-gateway").inputs["spec"]["egress"]
     assert 8081 in {p["port"] for rule in egress for p in rule["ports"]}
     assert capture.outputs["workers"]["team-a"]["w"]["upstream"].endswith(":8081")
     # It downloads weights, so it gets the internet-egress policy.
-    assert any(
-        r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["name"] == "w-internet-egress"
-        for r in capture.kubernetes()
-    )
+    assert capture.find("NetworkPolicy", "w-internet-egress", "team-a")
 
 
 def test_unknown_engines_are_refused_with_the_known_ones():

@@ -8,44 +8,36 @@ import pytest
 from tests.builders import STACKS, minimal_config, stack_config
 
 
-def releases(capture):
-    return {r.inputs["name"]: r.inputs for r in capture.of_type("kubernetes:helm.sh/v3:Release")}
-
-
-def objects(capture, kind):
-    return [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == kind]
-
-
 @pytest.mark.parametrize("stack", STACKS)
 def test_platform_pods_outrank_every_tenant_tier(stack, run_program):
     capture = run_program(stack_config(stack), stack=stack)
-    classes = {pc["metadata"]["name"]: pc["value"] for pc in objects(capture, "PriorityClass")}
+    classes = {pc.inputs["metadata"]["name"]: pc.inputs["value"] for pc in capture.objects("PriorityClass")}
     critical = classes.pop("platform-critical")
     assert classes and all(value < critical for value in classes.values())
-    values = releases(capture)["kube-prometheus-stack"]["values"]
+    values = capture.releases()["kube-prometheus-stack"].inputs["values"]
     assert values["prometheus"]["prometheusSpec"]["priorityClassName"] == "platform-critical"
-    assert releases(capture)["prometheus-adapter"]["values"]["priorityClassName"] == "platform-critical"
+    assert capture.releases()["prometheus-adapter"].inputs["values"]["priorityClassName"] == "platform-critical"
 
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_control_plane_scrapes_that_cannot_work_are_off(stack, run_program):
-    values = releases(run_program(stack_config(stack), stack=stack))["kube-prometheus-stack"]["values"]
+    values = run_program(stack_config(stack), stack=stack).releases()["kube-prometheus-stack"].inputs["values"]
     for component in ("kubeControllerManager", "kubeScheduler", "kubeEtcd", "kubeProxy"):
         assert values[component] == {"enabled": False}
     config = stack_config("kind")
     config["gpu-platform:monitoring"] = {"controlPlaneScrapes": True}
-    values = releases(run_program(config, stack="kind"))["kube-prometheus-stack"]["values"]
+    values = run_program(config, stack="kind").releases()["kube-prometheus-stack"].inputs["values"]
     assert values["kubeEtcd"] == {"enabled": True}
 
 
 def test_kube_prometheus_stack_gets_time_to_become_ready(run_program):
-    stack = releases(run_program(stack_config("kind"), stack="kind"))["kube-prometheus-stack"]
+    stack = run_program(stack_config("kind"), stack="kind").releases()["kube-prometheus-stack"].inputs
     assert stack["timeout"] >= 600
 
 
 def test_tenant_monitors_cannot_reach_other_namespaces(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
-    spec = releases(capture)["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    spec = capture.releases()["kube-prometheus-stack"].inputs["values"]["prometheus"]["prometheusSpec"]
     assert spec["enforcedNamespaceLabel"] == "namespace"
     excluded = {e["namespace"] for e in spec["excludedFromEnforcement"]}
     # The platform's own exporters and rules keep the labels that attribute GPUs to tenants...
@@ -53,8 +45,8 @@ def test_tenant_monitors_cannot_reach_other_namespaces(run_program):
     # ...and nothing a tenant owns is excluded.
     assert not excluded & {"acme", "globex", "globex-dev", "initech"}
     # The API server refuses a tenant monitor that selects another namespace.
-    [policy] = objects(capture, "ValidatingAdmissionPolicy")
-    [binding] = objects(capture, "ValidatingAdmissionPolicyBinding")
+    [policy] = [r.inputs for r in capture.objects("ValidatingAdmissionPolicy")]
+    [binding] = [r.inputs for r in capture.objects("ValidatingAdmissionPolicyBinding")]
     assert binding["spec"]["policyName"] == policy["metadata"]["name"]
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["key"] == "platform.io/tenant"
@@ -85,9 +77,9 @@ def test_own_namespace_expression_decides_like_the_api_server_would():
 def test_tenants_may_only_use_their_own_tiers_priority_class(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
     quotas = {
-        (q["metadata"]["namespace"], q["metadata"]["name"]): q["spec"]
-        for q in objects(capture, "ResourceQuota")
-        if q["metadata"]["name"] == "tenant-priority-classes"
+        (q.inputs["metadata"]["namespace"], q.inputs["metadata"]["name"]): q.inputs["spec"]
+        for q in capture.objects("ResourceQuota")
+        if q.inputs["metadata"]["name"] == "tenant-priority-classes"
     }
     acme = quotas[("acme", "tenant-priority-classes")]
     assert acme["hard"] == {"pods": "0"}
@@ -105,7 +97,7 @@ def test_tenants_may_only_use_their_own_tiers_priority_class(run_program):
 
 def test_gpu_operator_namespace_is_privileged_and_precedes_its_releases(run_program):
     capture = run_program(stack_config("onprem"), stack="onprem")
-    [namespace] = [n for n in objects(capture, "Namespace") if n["metadata"]["name"] == "gpu-operator"]
+    namespace = capture.find("Namespace", "gpu-operator").inputs
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
@@ -114,10 +106,10 @@ def test_every_pvc_can_name_the_platform_storage_class(stack, run_program):
     config = stack_config(stack)
     config["gpu-platform:platform"]["storageClass"] = "local-path"
     capture = run_program(config, stack=stack)
-    claims = [c["spec"] for c in objects(capture, "PersistentVolumeClaim")]
-    for statefulset in objects(capture, "StatefulSet"):
-        claims += [t["spec"] for t in statefulset["spec"].get("volumeClaimTemplates", [])]
-    spec = releases(capture)["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    claims = [c.inputs["spec"] for c in capture.objects("PersistentVolumeClaim")]
+    for statefulset in capture.objects("StatefulSet"):
+        claims += [t["spec"] for t in statefulset.inputs["spec"].get("volumeClaimTemplates", [])]
+    spec = capture.releases()["kube-prometheus-stack"].inputs["values"]["prometheus"]["prometheusSpec"]
     claims.append(spec["storageSpec"]["volumeClaimTemplate"]["spec"])
     assert claims
     # A claim that names its own class keeps it (gpu-cloud's cache asks for gp3).
@@ -180,16 +172,9 @@ def waits_for(capture, resource) -> set[str]:
 
 def installers(capture, group: str) -> set[str]:
     if group == "monitoring.coreos.com":
-        return {
-            r.urn
-            for r in capture.of_type("kubernetes:helm.sh/v3:Release")
-            if r.inputs["name"] == "kube-prometheus-stack"
-        }
-    return {
-        r.urn
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "CustomResourceDefinition" and r.inputs["spec"]["group"] == group
-    }
+        release = capture.releases().get("kube-prometheus-stack")
+        return {release.urn} if release else set()
+    return {r.urn for r in capture.objects("CustomResourceDefinition") if r.inputs["spec"]["group"] == group}
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -214,12 +199,8 @@ def test_every_custom_resource_waits_for_what_installs_its_crd(stack, exposure, 
 @pytest.mark.parametrize("stack", STACKS)
 def test_worker_pods_wait_for_their_priority_class_and_the_gpu_pool(stack, run_program):
     capture = run_program(stack_config(stack), stack=stack)
-    classes = {r.inputs["metadata"]["name"]: r.urn for r in capture.kubernetes() if r.inputs["kind"] == "PriorityClass"}
-    pool = {
-        r.urn
-        for r in capture.of_type("kubernetes:helm.sh/v3:Release")
-        if r.inputs["name"] in ("fake-gpu-operator", "nvidia-device-plugin")
-    }
+    classes = {r.inputs["metadata"]["name"]: r.urn for r in capture.objects("PriorityClass")}
+    pool = {r.urn for name, r in capture.releases().items() if name in ("fake-gpu-operator", "nvidia-device-plugin")}
     pool |= {r.urn for r in capture.of_type("aws:eks/nodeGroup:NodeGroup")}
     workloads = [r for r in capture.kubernetes() if r.inputs["kind"] in ("Deployment", "StatefulSet")]
     assert workloads

@@ -9,10 +9,6 @@ from components.chart_values import chart_name, unknown_keys, vendored_values
 from tests.builders import STACKS, minimal_config, stack_config
 
 
-def releases(capture):
-    return {r.inputs["name"]: r.inputs for r in capture.of_type("kubernetes:helm.sh/v3:Release")}
-
-
 def capacity(capture):
     return capture.find("ConfigMap", "platform-capacity", "platform-system").inputs["data"]
 
@@ -21,13 +17,13 @@ def test_fake_pool_labels_taints_and_installs_fake_operator(run_program):
     config = minimal_config()
     config["gpu-platform:gpuPool"] = {"nodes": ["w1", "w2"], "fake": {"gpusPerNode": 4}}
     capture = run_program(config)
-    patches = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Node"]
+    patches = [r.inputs for r in capture.objects("Node")]
     assert sorted(p["metadata"]["name"] for p in patches) == ["w1", "w2"]
     for patch in patches:
         assert patch["metadata"]["labels"]["platform.io/pool"] == "gpu"
         assert patch["metadata"]["labels"]["run.ai/simulated-gpu-node-pool"] == "default"
         assert patch["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}]
-    operator = releases(capture)["fake-gpu-operator"]
+    operator = capture.releases()["fake-gpu-operator"].inputs
     assert operator["version"] == "0.2.0" and operator["chart"].startswith("oci://ghcr.io/run-ai/")
     assert operator["values"]["topology"]["nodePools"]["default"]["gpuCount"] == 4
     # Capacity follows the pool: 2 nodes x 4 fake GPUs, whatever the stack declared (8).
@@ -36,24 +32,24 @@ def test_fake_pool_labels_taints_and_installs_fake_operator(run_program):
 
 def test_single_node_pool_is_not_tainted(run_program):
     capture = run_program(stack_config("minikube"), stack="minikube")
-    [patch] = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Node"]
+    [patch] = [r.inputs for r in capture.objects("Node")]
     assert "spec" not in patch or not patch["spec"]
     assert patch["metadata"]["labels"]["platform.io/pool"] == "gpu"
 
 
 def test_onprem_pool_uses_seed_c_label_taint_and_time_slicing(run_program):
     shipped = run_program(stack_config("onprem"), stack="onprem")
-    [patch] = [r.inputs for r in shipped.kubernetes() if r.inputs["kind"] == "Node"]
+    [patch] = [r.inputs for r in shipped.objects("Node")]
     # The shipped onprem cluster is its GPU node: labelled, never tainted, so platform pods can run.
     assert patch["metadata"]["labels"] == {"gpu": "true"} and not patch.get("spec")
     config = stack_config("onprem")
     config["gpu-platform:platform"]["nodes"] = ["cpu-node-01"]
     config["gpu-platform:gpuPool"]["taintNodes"] = True
     capture = run_program(config, stack="onprem")
-    [patch] = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Node"]
+    [patch] = [r.inputs for r in capture.objects("Node")]
     assert patch["spec"]["taints"] == [{"key": "gpu-only", "value": "true", "effect": "NoSchedule"}]
     assert patch["metadata"]["annotations"]["pulumi.com/patchFieldManager"] == "gpu-platform-pool"
-    plugin = releases(capture)["nvidia-device-plugin"]
+    plugin = capture.releases()["nvidia-device-plugin"].inputs
     # The chart's default affinity wants node-feature-discovery labels nothing sets: it must select the pool.
     [term] = plugin["values"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
         "nodeSelectorTerms"
@@ -100,7 +96,7 @@ def test_eks_unknown_instance_type_offline_is_an_error(run_program):
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_chart_value_exists_in_the_vendored_chart(run_program, stack):
     capture = run_program(stack_config(stack), stack=stack)
-    found = releases(capture)
+    found = {name: release.inputs for name, release in capture.releases().items()}
     assert found, f"stack {stack} installs no chart"
     for release in found.values():
         defaults = vendored_values(chart_name(release["chart"]))

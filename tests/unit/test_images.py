@@ -85,10 +85,7 @@ def test_registry_and_tag_name_both_platform_images(run_program):
     config["gpu-platform:images"] = {"registry": "registry.example.com/team", "tag": "1.2.3"}
     capture = run_program(config, stack="kind")
     images = {
-        c["image"]
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "Deployment"
-        for c in r.inputs["spec"]["template"]["spec"]["containers"]
+        c["image"] for r in capture.objects("Deployment") for c in r.inputs["spec"]["template"]["spec"]["containers"]
     }
     assert "registry.example.com/team/gateway:1.2.3" in images
     assert "registry.example.com/team/mock-worker:1.2.3" in images

@@ -10,9 +10,8 @@ from tests.builders import STACKS, minimal_config, stack_config
 def deployments(capture):
     return [
         r
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "Deployment"
-        and r.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "inference-worker"
+        for r in capture.objects("Deployment")
+        if r.inputs["metadata"]["labels"].get("app.kubernetes.io/component") == "inference-worker"
     ]
 
 
@@ -45,17 +44,9 @@ def worker_capture(run_program, **worker):
     return run_program(config)
 
 
-def find(capture, kind):
-    return next(
-        r.inputs
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == kind and r.inputs["metadata"]["namespace"] == "team-a"
-    )
-
-
-def test_hpa_defaults_follow_seed_e(run_program):
+def test_hpa_defaults_scale_on_queue_depth(run_program):
     capture = worker_capture(run_program, engine="vllm")
-    hpa = find(capture, "HorizontalPodAutoscaler")["spec"]
+    hpa = capture.find("HorizontalPodAutoscaler", "w", "team-a").inputs["spec"]
     assert hpa["metrics"][0]["pods"]["metric"]["name"] == "inference_queue_depth"
     assert hpa["metrics"][0]["pods"]["target"] == {"type": "AverageValue", "averageValue": "5"}
     up, down = hpa["behavior"]["scaleUp"], hpa["behavior"]["scaleDown"]
@@ -71,7 +62,7 @@ def test_autoscaling_overrides(run_program):
         engine="mock",
         autoscaling={"minReplicas": 2, "maxReplicas": 3, "targetQueueDepth": 2.5, "scaleUpPods": 1},
     )
-    hpa = find(capture, "HorizontalPodAutoscaler")["spec"]
+    hpa = capture.find("HorizontalPodAutoscaler", "w", "team-a").inputs["spec"]
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 3)
     assert hpa["metrics"][0]["pods"]["target"]["averageValue"] == "2500m"
     assert hpa["behavior"]["scaleUp"]["policies"][0]["value"] == 1
@@ -87,7 +78,7 @@ def test_vllm_worker_args_probes_and_draining(run_program):
         hfTokenSecret="hf",
         cache={"size": "40Gi"},
     )
-    pod = find(capture, "Deployment")["spec"]["template"]["spec"]
+    pod = capture.find("Deployment", "w", "team-a").inputs["spec"]["template"]["spec"]
     [engine] = pod["containers"]
     args = engine["args"]
     assert args[args.index("--model") + 1] == "org/model-7b"
@@ -100,15 +91,12 @@ def test_vllm_worker_args_probes_and_draining(run_program):
     assert engine["lifecycle"]["preStop"]["sleep"]["seconds"] > 0
     assert pod["terminationGracePeriodSeconds"] > engine["lifecycle"]["preStop"]["sleep"]["seconds"]
     assert any(v.get("persistentVolumeClaim", {}).get("claimName") == "w-model-cache" for v in pod["volumes"])
-    assert find(capture, "PersistentVolumeClaim")["spec"]["resources"]["requests"]["storage"] == "40Gi"
+    claim = capture.find("PersistentVolumeClaim", "w-model-cache", "team-a").inputs
+    assert claim["spec"]["resources"]["requests"]["storage"] == "40Gi"
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["topologySpreadConstraints"][0]["topologyKey"] == "kubernetes.io/hostname"
     # Real engines download weights: they get HTTPS egress, but not to private ranges.
-    [policy] = [
-        r.inputs
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["name"] == "w-internet-egress"
-    ]
+    policy = capture.find("NetworkPolicy", "w-internet-egress", "team-a").inputs
     egress = policy["spec"]["egress"][0]
     assert egress["to"][0]["ipBlock"]["cidr"] == "0.0.0.0/0" and "10.0.0.0/8" in egress["to"][0]["ipBlock"]["except"]
     # uid 10001 has no passwd entry: torch needs USER, and its caches a writable place.
@@ -117,10 +105,8 @@ def test_vllm_worker_args_probes_and_draining(run_program):
         env["USER"] and env["TORCHINDUCTOR_CACHE_DIR"].startswith("/tmp/") and env["XDG_CACHE_HOME"].startswith("/tmp/")
     )
     # The token's Secret is created by the platform in the worker's namespace (this update creates both).
-    [secret] = [
-        r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "Secret" and r.inputs["metadata"]["name"] == "hf"
-    ]
-    assert secret["metadata"]["namespace"] == "team-a" and "HF_TOKEN" in str(secret["stringData"])
+    secret = capture.find("Secret", "hf", "team-a").inputs
+    assert "HF_TOKEN" in str(secret["stringData"])
 
 
 def test_hf_token_secret_without_a_token_is_refused(run_program):
@@ -134,12 +120,13 @@ def test_hf_token_secret_without_a_token_is_refused(run_program):
 
 def test_mock_worker_env_has_no_engine_cache_settings(run_program):
     capture = worker_capture(run_program, engine="mock", gpus=0)
-    [engine] = find(capture, "Deployment")["spec"]["template"]["spec"]["containers"]
+    [engine] = capture.find("Deployment", "w", "team-a").inputs["spec"]["template"]["spec"]["containers"]
     assert "TORCHINDUCTOR_CACHE_DIR" not in {e["name"] for e in engine["env"]}
 
 
 def test_sglang_worker_runs_its_launcher(run_program):
-    pod = find(worker_capture(run_program, engine="sglang"), "Deployment")["spec"]["template"]["spec"]
+    capture = worker_capture(run_program, engine="sglang")
+    pod = capture.find("Deployment", "w", "team-a").inputs["spec"]["template"]["spec"]
     engine = pod["containers"][0]
     assert engine["command"] == ["python3", "-m", "sglang.launch_server"]
     assert "--enable-metrics" in engine["args"] and engine["image"].startswith("lmsysorg/sglang:")
@@ -147,18 +134,14 @@ def test_sglang_worker_runs_its_launcher(run_program):
 
 def test_worker_service_pdb_and_service_monitor(run_program):
     capture = worker_capture(run_program, engine="mock", gpus=0)
-    service = find(capture, "Service")["spec"]
+    service = capture.find("Service", "w", "team-a").inputs["spec"]
     assert service["type"] == "ClusterIP" and service["ports"][0]["port"] == 8000
-    assert find(capture, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
-    monitor = find(capture, "ServiceMonitor")["spec"]
+    assert capture.find("PodDisruptionBudget", "w", "team-a").inputs["spec"]["maxUnavailable"] == 1
+    monitor = capture.find("ServiceMonitor", "w", "team-a").inputs["spec"]
     assert monitor["endpoints"][0]["path"] == "/metrics"
     assert monitor["selector"]["matchLabels"] == service["selector"]
     # A mock needs no internet.
-    assert not [
-        r
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "NetworkPolicy" and "internet" in r.inputs["metadata"]["name"]
-    ]
+    assert not [r for r in capture.objects("NetworkPolicy") if "internet" in r.inputs["metadata"]["name"]]
 
 
 def test_canary_routes_and_upstreams_are_exported(run_program):

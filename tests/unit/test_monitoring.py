@@ -5,16 +5,8 @@ from __future__ import annotations
 from tests.builders import minimal_config, stack_config
 
 
-def releases(capture):
-    return {r.inputs["name"]: r.inputs for r in capture.of_type("kubernetes:helm.sh/v3:Release")}
-
-
-def custom(capture, kind):
-    return [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == kind]
-
-
 def test_kube_prometheus_stack_selects_every_monitor_and_rule(run_program):
-    stack = releases(run_program(minimal_config()))["kube-prometheus-stack"]
+    stack = run_program(minimal_config()).releases()["kube-prometheus-stack"].inputs
     assert stack["version"] == "88.5.3"
     spec = stack["values"]["prometheus"]["prometheusSpec"]
     for key in (
@@ -39,9 +31,8 @@ def test_kube_prometheus_stack_selects_every_monitor_and_rule(run_program):
 
 def test_fake_pool_gets_a_service_monitor_for_the_fake_exporter(run_program):
     capture = run_program(minimal_config())
-    assert "dcgm-exporter" not in releases(capture)
-    [monitor] = [m for m in custom(capture, "ServiceMonitor") if m["metadata"]["name"] == "fake-gpu-metrics"]
-    assert monitor["metadata"]["namespace"] == "gpu-operator"
+    assert "dcgm-exporter" not in capture.releases()
+    monitor = capture.find("ServiceMonitor", "fake-gpu-metrics", "gpu-operator").inputs
     assert monitor["spec"]["selector"]["matchLabels"] == {"app": "nvidia-dcgm-exporter"}
     assert (
         monitor["spec"]["endpoints"][0]["port"] == "gpu-metrics"
@@ -51,7 +42,7 @@ def test_fake_pool_gets_a_service_monitor_for_the_fake_exporter(run_program):
 
 def test_real_pool_gets_dcgm_exporter_with_attribution_and_toleration(run_program):
     capture = run_program(stack_config("onprem"), stack="onprem")
-    dcgm = releases(capture)["dcgm-exporter"]
+    dcgm = capture.releases()["dcgm-exporter"].inputs
     assert dcgm["version"] == "4.8.2"
     values = dcgm["values"]
     assert values["serviceMonitor"] == {"enabled": True, "honorLabels": True}
@@ -62,14 +53,14 @@ def test_real_pool_gets_dcgm_exporter_with_attribution_and_toleration(run_progra
 
 def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
-    adapter = releases(capture)["prometheus-adapter"]["values"]
+    adapter = capture.releases()["prometheus-adapter"].inputs["values"]
     assert adapter["rules"]["default"] is False
     [rule] = [r for r in adapter["rules"]["custom"] if r["name"]["as"] == "inference_queue_depth"]
     hpa_metrics = {
         m["pods"]["metric"]["name"]
-        for h in custom(capture, "HorizontalPodAutoscaler")
-        for m in h["spec"]["metrics"]
-        if h["metadata"]["labels"]["app.kubernetes.io/component"] == "inference-worker"
+        for h in capture.objects("HorizontalPodAutoscaler")
+        for m in h.inputs["spec"]["metrics"]
+        if h.inputs["metadata"]["labels"]["app.kubernetes.io/component"] == "inference-worker"
     }
     assert hpa_metrics == {rule["name"]["as"]}
     assert "vllm:num_requests_waiting" in rule["seriesQuery"] and "sglang:num_queue_reqs" in rule["seriesQuery"]
@@ -78,7 +69,7 @@ def test_adapter_serves_the_metric_the_worker_hpas_use(run_program):
 
 def test_tenant_info_rules_map_every_tenant_namespace(run_program):
     capture = run_program(stack_config("kind"), stack="kind")
-    [rule] = custom(capture, "PrometheusRule")
+    [rule] = [r.inputs for r in capture.objects("PrometheusRule")]
     group = next(g for g in rule["spec"]["groups"] if g["name"] == "platform-tenants")
     mapping = {r["labels"]["namespace"]: r["labels"]["tenant"] for r in group["rules"]}
     assert mapping == {"acme": "acme", "globex": "globex", "globex-dev": "globex", "initech": "initech"}
@@ -88,14 +79,14 @@ def test_monitoring_can_be_disabled(run_program):
     config = minimal_config()
     config["gpu-platform:monitoring"] = {"enabled": False}
     capture = run_program(config)
-    assert not [r for r in capture.resources if r.type == "platform:monitoring:MonitoringStack"]
-    assert "kube-prometheus-stack" not in releases(capture)
+    assert not capture.of_type("platform:monitoring:MonitoringStack")
+    assert "kube-prometheus-stack" not in capture.releases()
 
 
 def test_prometheus_storage_class_and_size_come_from_the_stack(run_program):
     config = minimal_config()
     config["gpu-platform:monitoring"] = {"storage": {"size": "200Gi", "storageClass": "fast-ssd"}, "retention": "62d"}
-    spec = releases(run_program(config))["kube-prometheus-stack"]["values"]["prometheus"]["prometheusSpec"]
+    spec = run_program(config).releases()["kube-prometheus-stack"].inputs["values"]["prometheus"]["prometheusSpec"]
     claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
     assert claim["storageClassName"] == "fast-ssd" and claim["resources"]["requests"]["storage"] == "200Gi"
     assert spec["retention"] == "62d"

@@ -105,8 +105,8 @@ def test_no_role_can_loosen_its_own_guardrails(capture, role):
 def test_roles_grant_nothing_cluster_wide(capture):
     # Shared tenant ClusterRoles are only ever bound with namespaced RoleBindings. The one cluster-wide
     # binding is the gateway's own ServiceAccount reading EndpointSlices, and nothing else.
-    cluster_bindings = [r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRoleBinding"]
-    roles = {r.inputs["metadata"]["name"]: r.inputs for r in capture.kubernetes() if r.inputs["kind"] == "ClusterRole"}
+    cluster_bindings = [r.inputs for r in capture.objects("ClusterRoleBinding")]
+    roles = {r.inputs["metadata"]["name"]: r.inputs for r in capture.objects("ClusterRole")}
     for binding in cluster_bindings:
         assert not binding["roleRef"]["name"].startswith("platform-tenant-")
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "gateway", "namespace": "platform-gateway"}]
@@ -114,7 +114,7 @@ def test_roles_grant_nothing_cluster_wide(capture):
         assert rules == [
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
         ]
-    bindings = [r for r in capture.kubernetes() if r.inputs["kind"] == "RoleBinding"]
+    bindings = capture.objects("RoleBinding")
     assert bindings and all(b.inputs["metadata"]["namespace"] in ("team-a", "team-a-dev") for b in bindings)
 
 
@@ -129,15 +129,11 @@ def test_bindings_only_for_configured_members(capture):
     group_binding = spec_of(capture, "RoleBinding", "tenant-user", "team-a")
     assert group_binding["subjects"][0]["kind"] == "Group"
     # team-b configured no members: no bindings at all.
-    assert not [r for r in capture.kubernetes() if r.inputs["kind"] == "RoleBinding" and r.tenant == "team-b"]
+    assert not [r for r in capture.objects("RoleBinding") if r.tenant == "team-b"]
 
 
 def _policies(capture, namespace):
-    return [
-        r.inputs["spec"]
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "NetworkPolicy" and r.inputs["metadata"]["namespace"] == namespace
-    ]
+    return [r.inputs["spec"] for r in capture.objects("NetworkPolicy", namespace)]
 
 
 def _selects(selector, labels):
@@ -212,11 +208,7 @@ def test_api_keys_are_secret_and_hashed_for_the_gateway(capture):
 
 
 def test_secret_lives_only_in_the_primary_namespace(capture):
-    namespaces = {
-        r.inputs["metadata"]["namespace"]
-        for r in capture.kubernetes()
-        if r.inputs["kind"] == "Secret" and r.tenant == "team-a"
-    }
+    namespaces = {r.inputs["metadata"]["namespace"] for r in capture.objects("Secret") if r.tenant == "team-a"}
     assert namespaces == {"team-a"}
 
 
@@ -224,7 +216,7 @@ def test_priority_classes_created_once_per_tier(run_program):
     config = minimal_config()
     config["gpu-platform:tenants"].append({"name": "team-c", "tier": "silver"})
     capture = run_program(config)
-    names = [r.inputs["metadata"]["name"] for r in capture.kubernetes() if r.inputs["kind"] == "PriorityClass"]
+    names = [r.inputs["metadata"]["name"] for r in capture.objects("PriorityClass")]
     assert sorted(names) == ["platform-bronze", "platform-critical", "platform-silver"]
 
 

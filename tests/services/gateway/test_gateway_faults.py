@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.gateway.process import gateway, redis_server
-from services.gateway.request_fields import FIELDS
+from services.gateway.request_fields import CHAT_COMPLETIONS, COMPLETIONS
 from services.mock_worker.process import mock_worker
 from tests.services.gateway.conftest import KEYS, document
 
@@ -206,7 +206,9 @@ BODIES = st.one_of(
     st.fixed_dictionaries(
         {"model": st.sampled_from(["llama", "qwen", "", "x"]) | st.integers(), "messages": JSONISH},
         # Every field either endpoint of the API defines, each with any JSON (ints of any size included).
-        optional={name: JSONISH | st.integers() for name in sorted({*FIELDS[True], *FIELDS[False], "prompt"})},
+        optional={
+            name: JSONISH | st.integers() for name in sorted({*CHAT_COMPLETIONS.fields, *COMPLETIONS.fields, "prompt"})
+        },
     ).map(lambda v: json.dumps(v).encode()),
 )
 # Leading or trailing blanks are refused by the client library itself, before the gateway sees them.
