@@ -53,8 +53,21 @@ CLAIM_INTERVAL_SECONDS = 0.05
 CORRECTION_DELAY_SECONDS = 0.1
 SLOT_RELEASE_DELAY_SECONDS = 0.002
 # Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
-UNAVAILABLE = ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "MISCONF", "NOAUTH",
-               "NOPERM", "WRONGPASS")  # fmt: skip
+UNAVAILABLE = frozenset(
+    (
+        "LOADING",
+        "BUSY",
+        "MASTERDOWN",
+        "READONLY",
+        "TRYAGAIN",
+        "CLUSTERDOWN",
+        "OOM",
+        "MISCONF",
+        "NOAUTH",
+        "NOPERM",
+        "WRONGPASS",
+    )
+)
 
 
 class ScriptFailed(Exception):
@@ -137,12 +150,12 @@ class RateLimiter:
             try:
                 result = await self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
             except RedisReplyError as exc:
-                if not str(exc).startswith("NOSCRIPT"):
+                if exc.code != "NOSCRIPT":
                     raise
                 # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
                 result = await self.redis.call("EVAL", text, len(keys), *keys, *args)
         except RedisReplyError as exc:
-            if str(exc).startswith(UNAVAILABLE):
+            if exc.code in UNAVAILABLE:
                 raise RedisError(str(exc)) from None
             if self.on_script_error is not None:
                 self.on_script_error()
@@ -300,7 +313,7 @@ class RateLimiter:
 
     def _replied(self, future: asyncio.Future) -> None:
         exc = future.exception()
-        if isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+        if isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
             LOG.error("giving back a concurrency slot failed", extra={"problem": str(exc)})
         elif exc is not None:
             self._redis_failed(exc)
@@ -327,9 +340,9 @@ class RateLimiter:
             if exc is None:
                 if done is not None:
                     done(future.result())
-            elif isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT") and not retried:
+            elif isinstance(exc, RedisReplyError) and exc.code == "NOSCRIPT" and not retried:
                 self._send(name, keys, args, done, retried=True)
-            elif isinstance(exc, RedisReplyError) and not str(exc).startswith(UNAVAILABLE):
+            elif isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
                 if self.on_script_error is not None:
                     self.on_script_error()
                 LOG.error("rate-limit script %s failed", name, extra={"problem": str(exc)})

@@ -23,7 +23,11 @@ class RedisError(Exception):
 
 
 class RedisReplyError(RedisError):
-    """An error reply, e.g. NOSCRIPT or WRONGTYPE."""
+    """An error reply, e.g. NOSCRIPT or WRONGTYPE: `code` is its first word, as Redis defines error codes."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.code = message.split(" ", 1)[0] if message[:1].isupper() else "ERR"
 
 
 def encode(*args: bytes | str | int | float) -> bytes:

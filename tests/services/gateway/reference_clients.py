@@ -129,8 +129,8 @@ class LibraryUpstreamClient:
 
 
 def _redis_error(exc: BaseException) -> RedisError:
-    # redis-py strips an error reply's code into `status_code`; the limiter reads the code from the
-    # text (NOSCRIPT, LOADING, ...), as RedisClient gives it: put it back in front.
+    # redis-py strips an error reply's code into `status_code`; RedisClient's errors keep the reply's
+    # text whole (NOSCRIPT, LOADING, ... first) and read `code` from it: put it back in front.
     code = getattr(exc, "status_code", None)
     text = f"{code} {exc}" if code else str(exc)
     if isinstance(exc, redis.exceptions.ResponseError):

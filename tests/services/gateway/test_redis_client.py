@@ -98,16 +98,23 @@ def test_error_replies_raise_and_leave_the_connection_usable(redis, kind):
     assert asyncio.run(scenario()) == b"PONG"
 
 
-def test_an_error_reply_starts_with_its_code(redis, kind):
+def test_an_error_reply_carries_its_code(redis, kind):
     # The limiter tells NOSCRIPT (load the script) and LOADING, READONLY... (Redis is away) from a
-    # bug by the reply's first word.
+    # bug by the reply's code.
     async def scenario():
         async with redis_client(kind, redis.url, 1) as client:
             with pytest.raises(RedisReplyError) as caught:
                 await client.call("EVALSHA", "0" * 40, 0)
-            return str(caught.value)
+            wrong = None
+            try:
+                await client.call("INCR")  # a reply without a code of its own word: ERR
+            except RedisReplyError as exc:
+                wrong = exc
+            return caught.value, wrong
 
-    assert asyncio.run(scenario()).startswith("NOSCRIPT")
+    noscript, wrong_arity = asyncio.run(scenario())
+    assert noscript.code == "NOSCRIPT" and str(noscript).startswith("NOSCRIPT")
+    assert wrong_arity is not None and wrong_arity.code == "ERR"
 
 
 def test_redis_restarted_the_next_call_reconnects(kind):
