@@ -261,14 +261,17 @@ class Completions:
         finally:
             response.release()
         call.response = None
-        counted = usage_of(payload) if response.status == 200 else None
-        # An engine that refused the request generated nothing; one that answered without usage keeps the estimate.
-        outcome.used = sum(counted) if counted else (0 if response.status != 200 else None)
         headers.append((b"content-length", b"%d" % len(payload)))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        call.finished = True
-        await send({"type": "http.response.body", "body": payload})
-        # Accounting after the last byte is handed to the server: off the client's wait.
+        try:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            call.finished = True
+            await send({"type": "http.response.body", "body": payload})
+        finally:
+            # Accounting after the last byte is handed to the server (off the client's wait), and
+            # also when the client left meanwhile: the engine did the work all the same.
+            counted = usage_of(payload) if response.status == 200 else None
+            # An engine that refused the request generated nothing; one that answered without usage keeps the estimate.
+            outcome.used = sum(counted) if counted else (0 if response.status != 200 else None)
         self.metrics.request(
             call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
         )
