@@ -87,7 +87,9 @@ class Completions:
         declared = headers.get(b"content-length", b"")
         raw = None if declared.isdigit() and int(declared) > limit else await read_body(receive, limit)
         if raw is None:
-            return error(413, f"request body larger than {limit} bytes")
+            # The rest of the body is never read: keeping the connection would have the server take
+            # it in (and discard it) until the request timeout, however much the client sends.
+            return error(413, f"request body larger than {limit} bytes", headers=[(b"connection", b"close")])
         body = validate_body(raw, endpoint)
         if isinstance(body, Reply):
             return body
