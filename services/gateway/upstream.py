@@ -9,7 +9,13 @@ from dataclasses import dataclass
 import orjson
 
 from services.gateway.routing import CircuitBreakers
-from services.gateway.upstream_client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout
+from services.gateway.upstream_client import (
+    UpstreamClient,
+    UpstreamError,
+    UpstreamHeadTooLarge,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 # Hop-by-hop and framing headers: the gateway's server frames its own response.
 HOP_HEADERS = frozenset(
@@ -51,6 +57,10 @@ class Upstreams:
                 self.breakers.failed(url)
                 reached = True
                 failure = UpstreamFailure(504, f"upstream {name!r} timed out", reached)
+                continue
+            except UpstreamHeadTooLarge as exc:
+                self.breakers.failed(url)
+                failure = UpstreamFailure(502, f"upstream {name!r} sent a {exc}", reached)
                 continue
             except UpstreamError:
                 self.breakers.failed(url)
