@@ -124,10 +124,12 @@ class Call:
 
 
 class Outcome:
-    """What accounting needs at the end: whether an engine may have worked on it, and the usage it reported."""
+    """What accounting needs at the end: whether an engine may have worked on it, the usage it reported,
+    and the prompt estimate the charge used (what is counted of the prompt when the engine never said)."""
 
-    __slots__ = ("reached", "used")
+    __slots__ = ("reached", "used", "prompt")
 
-    def __init__(self) -> None:
+    def __init__(self, prompt: int = 0) -> None:
         self.reached = False
         self.used: int | None = None
+        self.prompt = prompt

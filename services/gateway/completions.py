@@ -23,7 +23,15 @@ from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
-from services.gateway.upstream import HOP_HEADERS, EventTooLarge, UpstreamFailure, Upstreams, relay_events, usage_of
+from services.gateway.upstream import (
+    HOP_HEADERS,
+    EventTooLarge,
+    Tally,
+    UpstreamFailure,
+    Upstreams,
+    relay_events,
+    usage_of,
+)
 from services.gateway.upstream_client import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge
 
 LOG = logging.getLogger("gateway")
@@ -52,6 +60,19 @@ class Completions:
         for call in list(self.active):
             call.drained = True
             call.end()
+
+    def _record(self, call: Call, upstream: str, code: str, seconds: float | None = None) -> None:
+        self.metrics.request(call.tenant, call.model, upstream, code, seconds)
+
+    def _count(self, call: Call, outcome: Outcome, reported: tuple[int, int] | None, outputs: int) -> None:
+        """Tokens of a request an engine answered: its report, else the prompt estimate the charge
+        used plus the output chunks relayed (the client left, the stream was cut, no report came).
+        Without a report Redis keeps the whole charge: `outcome.used` stays None."""
+        if reported:
+            outcome.used = call.served = reported[0] + reported[1]
+            self.metrics.count_tokens(call.tenant, call.model, *reported)
+        else:
+            self.metrics.count_tokens(call.tenant, call.model, outcome.prompt, outputs)
 
     async def __call__(self, scope, receive, send, endpoint: CompletionEndpoint) -> None:
         """Answer one request; every path that does not reach an upstream ends in an error reply."""
@@ -120,6 +141,7 @@ class Completions:
                 param="max_tokens",
                 headers=call.ids,
             )
+        prompt_estimate = len(raw) // 4  # token_charge's prompt part, of the body as the client sent it
         stream = body.get("stream") is True
         strip_usage = stream and not (body.get("stream_options") or {}).get("include_usage")
         if strip_usage:
@@ -146,7 +168,7 @@ class Completions:
             return admission
         holding = self.metrics.holding(name)
         holding.inc()
-        outcome = Outcome()
+        outcome = Outcome(prompt_estimate)
         pod = None
         try:
             # The route chose the worker; the picker chooses its pod (and the pods to retry on).
@@ -242,11 +264,13 @@ class Completions:
                 settings.max_response_bytes, response.started + settings.upstream_timeout_seconds
             )
         except UpstreamError as exc:
+            if response.status == 200:  # the engine was generating: its prompt at least is counted
+                self._count(call, outcome, None, 0)
             if call.left:
-                self.metrics.request(call.tenant, call.model, upstream, "499")
+                self._record(call, upstream, "499")
                 return None
             if call.drained:
-                self.metrics.request(call.tenant, call.model, upstream, "503")
+                self._record(call, upstream, "503")
                 return shutting_down(call.ids)
             status, problem = 502, f"upstream {upstream!r} broke off the response"
             if isinstance(exc, UpstreamTimeout):
@@ -256,7 +280,7 @@ class Completions:
                 )
             elif isinstance(exc, UpstreamTooLarge):
                 problem = f"upstream {upstream!r} sent a response larger than {settings.max_response_bytes} bytes"
-            self.metrics.request(call.tenant, call.model, upstream, str(status))
+            self._record(call, upstream, str(status))
             return error(status, problem, code="upstream_error", headers=call.ids)
         finally:
             response.release()
@@ -269,15 +293,11 @@ class Completions:
         finally:
             # Accounting after the last byte is handed to the server (off the client's wait), and
             # also when the client left meanwhile: the engine did the work all the same.
-            counted = usage_of(payload) if response.status == 200 else None
-            # An engine that refused the request generated nothing; one that answered without usage keeps the estimate.
-            outcome.used = sum(counted) if counted else (0 if response.status != 200 else None)
-        self.metrics.request(
-            call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
-        )
-        if counted:
-            self.metrics.count_tokens(call.tenant, call.model, *counted)
-            call.served = counted[0] + counted[1]
+            self._record(call, upstream, str(response.status), time.perf_counter() - call.started)
+            if response.status == 200:
+                self._count(call, outcome, usage_of(payload), 0)
+            else:
+                outcome.used = 0  # an engine that refused the request generated nothing
         return None
 
     async def _stream(
@@ -291,11 +311,7 @@ class Completions:
         outcome: Outcome,
     ) -> None:
         code = "200"
-
-        def count(prompt: int, completion: int) -> None:
-            outcome.used = prompt + completion
-            self.metrics.count_tokens(call.tenant, call.model, prompt, completion)
-            call.served = prompt + completion
+        tally = Tally()
 
         def problem(message: str, kind: str) -> bytes:
             # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).
@@ -305,7 +321,7 @@ class Completions:
         async def events():
             nonlocal code
             try:
-                async for chunk in relay_events(response, strip_usage, count, self.settings.max_event_bytes):
+                async for chunk in relay_events(response, strip_usage, tally, self.settings.max_event_bytes):
                     yield chunk
             except EventTooLarge:
                 response.abort()
@@ -339,4 +355,7 @@ class Completions:
         finally:
             call.finished = True
             response.release()
-            self.metrics.request(call.tenant, call.model, upstream, code, time.perf_counter() - call.started)
+            self._record(call, upstream, code, time.perf_counter() - call.started)
+            # Counted once, at the end: the last report, else the estimate (a tenant that leaves
+            # before the usage chunk is billed all the same).
+            self._count(call, outcome, tally.usage, tally.outputs)
