@@ -61,7 +61,26 @@ class Completions:
             call.drained = True
             call.end()
 
+    async def sweep_stalled(self) -> None:
+        """End requests whose client has accepted no byte for the client write timeout.
+
+        One sweep for all calls rather than a timer around every send: a send costs a clock read.
+        """
+        timeout = self.settings.client_write_timeout
+        period = min(1.0, timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for call in self.active:
+                if call.sending and now - call.sending > timeout and not call.stalled:
+                    LOG.warning(
+                        "client stopped reading its response; request ended",
+                        extra={"tenant": call.tenant, "model": call.model, "request_id": call.request_id.decode()},
+                    )
+                    call.stall()
+
     def _record(self, call: Call, upstream: str, code: str, seconds: float | None = None) -> None:
+        call.recorded = True
         self.metrics.request(call.tenant, call.model, upstream, code, seconds)
 
     def _count(self, call: Call, outcome: Outcome, reported: tuple[int, int] | None, outputs: int) -> None:
@@ -84,8 +103,9 @@ class Completions:
             if not (call.left or call.drained):
                 raise
             call.task.uncancel()
-            reply = shutting_down(call.ids) if call.drained and not call.left else None
-            self.metrics.request(call.tenant, call.model, "", "503" if reply else "499")
+            reply = shutting_down(call.ids) if call.drained and not (call.left or call.recorded) else None
+            if not call.recorded:  # else the relay counted it, with its upstream
+                self.metrics.request(call.tenant, call.model, "", "503" if reply else "499")
         finally:
             call.close()
             self.active.discard(call)
@@ -287,13 +307,17 @@ class Completions:
         call.response = None
         headers.append((b"content-length", b"%d" % len(payload)))
         try:
+            # A send waits while the connection's write buffer is full: an earlier response on it still unread.
+            call.sending = time.monotonic()
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             call.finished = True
             await send({"type": "http.response.body", "body": payload})
         finally:
+            call.sending = 0.0
             # Accounting after the last byte is handed to the server (off the client's wait), and
-            # also when the client left meanwhile: the engine did the work all the same.
-            self._record(call, upstream, str(response.status), time.perf_counter() - call.started)
+            # also when the client left or stopped reading meanwhile: the engine did the work all the same.
+            code = "499" if call.stalled else str(response.status)
+            self._record(call, upstream, code, time.perf_counter() - call.started)
             if response.status == 200:
                 self._count(call, outcome, usage_of(payload), 0)
             else:
@@ -351,10 +375,12 @@ class Completions:
         if not any(header == b"content-type" for header, _ in headers):
             headers.append((b"content-type", b"text/event-stream"))
         try:
-            await send_stream(send, 200, headers, events())
+            await send_stream(send, 200, headers, events(), call)
         finally:
             call.finished = True
             response.release()
+            if call.stalled:
+                code = "499"
             self._record(call, upstream, code, time.perf_counter() - call.started)
             # Counted once, at the end: the last report, else the estimate (a tenant that leaves
             # before the usage chunk is billed all the same).

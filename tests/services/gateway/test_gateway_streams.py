@@ -4,13 +4,14 @@ on every chunk or spell it their own way, upstreams with endless heads. Real gat
 from __future__ import annotations
 
 import json
+import socket
 import time
 
 import httpx
 import pytest
 
 from services.gateway.process import gateway
-from tests.services.gateway.scripted_upstream import ScriptedUpstream, close_delimited
+from tests.services.gateway.scripted_upstream import ScriptedUpstream, close_delimited, completion, send_json
 from tests.services.gateway.test_gateway_limits import AUTH, CHAT, counts, in_fresh_minute, one_tenant, post
 
 
@@ -111,6 +112,73 @@ def test_a_stream_that_ends_without_usage_is_billed_its_estimate(tmp_path, redis
     assert tokens == {"prompt": float(prompt_estimate), "completion": 3.0}
     # Redis keeps the whole charge (prompt estimate plus the output cap): the engine never said.
     assert counts(redis.url, name)[1] == prompt_estimate + 50
+
+
+def flood(upstream, handler, body) -> None:
+    """Stream fast until the gateway lets go (or 30 s pass): what a client that stops reading meets."""
+    if not body.get("stream"):
+        send_json(handler, completion())
+        return
+    handler.send_response(200)
+    handler.send_header("content-type", "text/event-stream")
+    handler.send_header("connection", "close")
+    handler.end_headers()
+    event = chunk("t" * 1000)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            handler.wfile.write(event * 16)
+            handler.wfile.flush()
+    except (BrokenPipeError, ConnectionResetError):
+        with upstream.lock:
+            upstream.aborted += 1
+    handler.close_connection = True
+
+
+def stalled_client(url: str, body: dict) -> socket.socket:
+    """A client that sends its request and never reads a byte of the answer."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((host, int(port)))
+    data = json.dumps(body).encode()
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\n\r\n%s" % (AUTH["Authorization"].encode(), len(data), data)
+    )
+    return sock
+
+
+# A non-streamed body is one send, which the server buffers whole without waiting: only a stream's
+# sends wait for the client.
+def test_a_client_that_stops_reading_a_stream_gives_back_its_slots(tmp_path, redis):
+    name = "stalled-stream"
+    body = {"model": "llama", "messages": [], "max_tokens": 5, "stream": True}
+    with ScriptedUpstream(flood) as upstream:
+        config = one_tenant(tmp_path, upstream.url, name)
+        # One upstream slot for all tenants: a stalled client that kept it would stop everyone.
+        settings = {"upstream_timeout_seconds": 2, "max_upstream_concurrency": 1}
+        with gateway(config, redis.url, **settings) as gw:
+            sock = stalled_client(gw.url, body)
+            try:
+                started = time.monotonic()
+                while metric(gw.metrics_url, "gateway_tenant_inflight", tenant=name) != 1:
+                    assert time.monotonic() - started < 5, "the request never got its slot"
+                    time.sleep(0.05)
+                while metric(gw.metrics_url, "gateway_tenant_inflight", tenant=name) != 0:
+                    assert time.monotonic() - started < 10, "the stalled client still holds its slot"
+                    time.sleep(0.1)
+                ended = metric(gw.metrics_url, "gateway_requests_total", tenant=name, code="499")
+                # The only upstream slot is free again: the next request is served.
+                after = post(gw.url, {**body, "stream": False})
+                while upstream.aborted == 0 and time.monotonic() - started < 15:
+                    time.sleep(0.05)
+                aborted = upstream.aborted  # while the client still holds its connection open
+            finally:
+                sock.close()
+    assert ended == 1.0
+    assert after.status_code == 200
+    assert aborted == 1  # the engine's connection was closed, so it stops generating
 
 
 def endless_head(upstream, handler, body) -> None:
