@@ -189,6 +189,7 @@ class Gateway:
                 self.metrics.watcher_up.set(1)
                 self._watcher.add_done_callback(self._watcher_stopped)
                 self._background = self._start_discovery()
+                self._background.append(asyncio.create_task(self.completions.sweep_stalled()))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from time import monotonic
 
 Headers = list[tuple[bytes, bytes]]
 JSON = b"application/json"
@@ -55,13 +56,24 @@ async def read_body(receive, limit: int) -> bytes | None:
             return b"".join(parts) if size <= limit else None
 
 
-async def send_stream(send, status: int, headers: Headers, chunks: AsyncIterator[bytes]) -> None:
+async def send_stream(send, status: int, headers: Headers, chunks: AsyncIterator[bytes], watch) -> None:
     """Send chunks as they come (chunked transfer encoding).
 
     The server drops writes to a departed client silently, so the only sign that it left is
     http.disconnect on receive(): the caller watches for that and breaks the stream's source.
+    A client that stays but stops reading makes a send wait for as long as it likes:
+    `watch.sending` holds when the send now awaited began (0.0 between sends), for the caller's
+    deadline.
     """
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    async for chunk in chunks:
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b"", "more_body": False})
+    try:
+        watch.sending = monotonic()
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        watch.sending = 0.0
+        async for chunk in chunks:
+            watch.sending = monotonic()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            watch.sending = 0.0
+        watch.sending = monotonic()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watch.sending = 0.0

@@ -56,7 +56,9 @@ class Call:
     The client's departure (http.disconnect on receive()) and the end of a drain both stop it
     through `end()`: once a response is open, by aborting that response (the engine sees its
     connection close and stops generating); before, by cancelling the request's task, which
-    gives back its queue place or slot and its charge on the way out.
+    gives back its queue place or slot and its charge on the way out. A client that stops
+    reading is stopped through `stall()`: its task waits in the server's send, where neither
+    the engine's bytes nor their absence can reach it, so the task is cancelled there.
     """
 
     __slots__ = (
@@ -71,6 +73,9 @@ class Call:
         "drained",
         "watcher",
         "served",
+        "sending",
+        "stalled",
+        "recorded",
     )
 
     def __init__(self, started: float) -> None:
@@ -84,6 +89,12 @@ class Call:
         self.drained = False
         self.watcher: asyncio.Future | None = None
         self.served = 0  # prompt + completion tokens the engine reported, for the fair queue's settle
+        # time.monotonic() when the send to the client now awaited began, 0.0 outside one: one sweep
+        # over all calls finds those the client has stopped reading (no timer per chunk).
+        self.sending = 0.0
+        self.stalled = False
+        # gateway_requests_total has this request: the catch-all for cancelled ones must not count it twice.
+        self.recorded = False
 
     @property
     def request_id(self) -> bytes:
@@ -117,6 +128,16 @@ class Call:
         elif self.task is not None:
             self.task.cancel()
 
+    def stall(self) -> None:
+        """The client accepted no byte for too long: end it as if it had left (499)."""
+        if self.stalled:
+            return
+        self.stalled = self.left = True
+        if self.response is not None:
+            self.response.abort()
+        if self.task is not None:
+            self.task.cancel()
+
     def close(self) -> None:
         self.finished = True
         if self.watcher is not None:
@@ -124,10 +145,12 @@ class Call:
 
 
 class Outcome:
-    """What accounting needs at the end: whether an engine may have worked on it, and the usage it reported."""
+    """What accounting needs at the end: whether an engine may have worked on it, the usage it reported,
+    and the prompt estimate the charge used (what is counted of the prompt when the engine never said)."""
 
-    __slots__ = ("reached", "used")
+    __slots__ = ("reached", "used", "prompt")
 
-    def __init__(self) -> None:
+    def __init__(self, prompt: int = 0) -> None:
         self.reached = False
         self.used: int | None = None
+        self.prompt = prompt

@@ -23,7 +23,15 @@ from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
 from services.gateway.settings import GatewaySettings
 from services.gateway.state import GatewayState
-from services.gateway.upstream import HOP_HEADERS, EventTooLarge, UpstreamFailure, Upstreams, relay_events, usage_of
+from services.gateway.upstream import (
+    HOP_HEADERS,
+    EventTooLarge,
+    Tally,
+    UpstreamFailure,
+    Upstreams,
+    relay_events,
+    usage_of,
+)
 from services.gateway.upstream_client import UpstreamError, UpstreamResponse, UpstreamTimeout, UpstreamTooLarge
 
 LOG = logging.getLogger("gateway")
@@ -53,6 +61,38 @@ class Completions:
             call.drained = True
             call.end()
 
+    async def sweep_stalled(self) -> None:
+        """End requests whose client has accepted no byte for the client write timeout.
+
+        One sweep for all calls rather than a timer around every send: a send costs a clock read.
+        """
+        timeout = self.settings.client_write_timeout
+        period = min(1.0, timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for call in self.active:
+                if call.sending and now - call.sending > timeout and not call.stalled:
+                    LOG.warning(
+                        "client stopped reading its response; request ended",
+                        extra={"tenant": call.tenant, "model": call.model, "request_id": call.request_id.decode()},
+                    )
+                    call.stall()
+
+    def _record(self, call: Call, upstream: str, code: str, seconds: float | None = None) -> None:
+        call.recorded = True
+        self.metrics.request(call.tenant, call.model, upstream, code, seconds)
+
+    def _count(self, call: Call, outcome: Outcome, reported: tuple[int, int] | None, outputs: int) -> None:
+        """Tokens of a request an engine answered: its report, else the prompt estimate the charge
+        used plus the output chunks relayed (the client left, the stream was cut, no report came).
+        Without a report Redis keeps the whole charge: `outcome.used` stays None."""
+        if reported:
+            outcome.used = call.served = reported[0] + reported[1]
+            self.metrics.count_tokens(call.tenant, call.model, *reported)
+        else:
+            self.metrics.count_tokens(call.tenant, call.model, outcome.prompt, outputs)
+
     async def __call__(self, scope, receive, send, endpoint: CompletionEndpoint) -> None:
         """Answer one request; every path that does not reach an upstream ends in an error reply."""
         call = Call(time.perf_counter())
@@ -63,8 +103,9 @@ class Completions:
             if not (call.left or call.drained):
                 raise
             call.task.uncancel()
-            reply = shutting_down(call.ids) if call.drained and not call.left else None
-            self.metrics.request(call.tenant, call.model, "", "503" if reply else "499")
+            reply = shutting_down(call.ids) if call.drained and not (call.left or call.recorded) else None
+            if not call.recorded:  # else the relay counted it, with its upstream
+                self.metrics.request(call.tenant, call.model, "", "503" if reply else "499")
         finally:
             call.close()
             self.active.discard(call)
@@ -122,6 +163,7 @@ class Completions:
                 param="max_tokens",
                 headers=call.ids,
             )
+        prompt_estimate = len(raw) // 4  # token_charge's prompt part, of the body as the client sent it
         stream = body.get("stream") is True
         strip_usage = stream and not (body.get("stream_options") or {}).get("include_usage")
         if strip_usage:
@@ -148,7 +190,7 @@ class Completions:
             return admission
         holding = self.metrics.holding(name)
         holding.inc()
-        outcome = Outcome()
+        outcome = Outcome(prompt_estimate)
         pod = None
         try:
             # The route chose the worker; the picker chooses its pod (and the pods to retry on).
@@ -244,11 +286,13 @@ class Completions:
                 settings.max_response_bytes, response.started + settings.upstream_timeout_seconds
             )
         except UpstreamError as exc:
+            if response.status == 200:  # the engine was generating: its prompt at least is counted
+                self._count(call, outcome, None, 0)
             if call.left:
-                self.metrics.request(call.tenant, call.model, upstream, "499")
+                self._record(call, upstream, "499")
                 return None
             if call.drained:
-                self.metrics.request(call.tenant, call.model, upstream, "503")
+                self._record(call, upstream, "503")
                 return shutting_down(call.ids)
             status, problem = 502, f"upstream {upstream!r} broke off the response"
             if isinstance(exc, UpstreamTimeout):
@@ -258,28 +302,28 @@ class Completions:
                 )
             elif isinstance(exc, UpstreamTooLarge):
                 problem = f"upstream {upstream!r} sent a response larger than {settings.max_response_bytes} bytes"
-            self.metrics.request(call.tenant, call.model, upstream, str(status))
+            self._record(call, upstream, str(status))
             return error(status, problem, code="upstream_error", headers=call.ids)
         finally:
             response.release()
         call.response = None
         headers.append((b"content-length", b"%d" % len(payload)))
         try:
+            # A send waits while the connection's write buffer is full: an earlier response on it still unread.
+            call.sending = time.monotonic()
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
             call.finished = True
             await send({"type": "http.response.body", "body": payload})
         finally:
+            call.sending = 0.0
             # Accounting after the last byte is handed to the server (off the client's wait), and
-            # also when the client left meanwhile: the engine did the work all the same.
-            counted = usage_of(payload) if response.status == 200 else None
-            # An engine that refused the request generated nothing; one that answered without usage keeps the estimate.
-            outcome.used = sum(counted) if counted else (0 if response.status != 200 else None)
-        self.metrics.request(
-            call.tenant, call.model, upstream, str(response.status), time.perf_counter() - call.started
-        )
-        if counted:
-            self.metrics.count_tokens(call.tenant, call.model, *counted)
-            call.served = counted[0] + counted[1]
+            # also when the client left or stopped reading meanwhile: the engine did the work all the same.
+            code = "499" if call.stalled else str(response.status)
+            self._record(call, upstream, code, time.perf_counter() - call.started)
+            if response.status == 200:
+                self._count(call, outcome, usage_of(payload), 0)
+            else:
+                outcome.used = 0  # an engine that refused the request generated nothing
         return None
 
     async def _stream(
@@ -293,11 +337,7 @@ class Completions:
         outcome: Outcome,
     ) -> None:
         code = "200"
-
-        def count(prompt: int, completion: int) -> None:
-            outcome.used = prompt + completion
-            self.metrics.count_tokens(call.tenant, call.model, prompt, completion)
-            call.served = prompt + completion
+        tally = Tally()
 
         def problem(message: str, kind: str) -> bytes:
             # Headers are long gone: tell the client in-band, as OpenAI does (its client raises on it).
@@ -307,7 +347,7 @@ class Completions:
         async def events():
             nonlocal code
             try:
-                async for chunk in relay_events(response, strip_usage, count, self.settings.max_event_bytes):
+                async for chunk in relay_events(response, strip_usage, tally, self.settings.max_event_bytes):
                     yield chunk
             except EventTooLarge:
                 response.abort()
@@ -337,8 +377,13 @@ class Completions:
         if not any(header == b"content-type" for header, _ in headers):
             headers.append((b"content-type", b"text/event-stream"))
         try:
-            await send_stream(send, 200, headers, events())
+            await send_stream(send, 200, headers, events(), call)
         finally:
             call.finished = True
             response.release()
-            self.metrics.request(call.tenant, call.model, upstream, code, time.perf_counter() - call.started)
+            if call.stalled:
+                code = "499"
+            self._record(call, upstream, code, time.perf_counter() - call.started)
+            # Counted once, at the end: the last report, else the estimate (a tenant that leaves
+            # before the usage chunk is billed all the same).
+            self._count(call, outcome, tally.usage, tally.outputs)

@@ -31,6 +31,9 @@ class GatewaySettings(BaseSettings):
     # The engine's status line must arrive within this (default: the upstream timeout).
     first_byte_timeout_seconds: float | None = Field(default=None, gt=0)
     max_response_bytes: int = Field(default=16 * 1_048_576, ge=1024)
+    # A client that accepts no byte of its response this long (default: the upstream timeout) is
+    # ended as gone (499): it would otherwise hold its slots and its engine for as long as it likes.
+    client_write_timeout_seconds: float | None = Field(default=None, gt=0)
     # One SSE event larger than this ends the stream with an error event.
     max_event_bytes: int = Field(default=1_048_576, ge=1024)
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
@@ -63,6 +66,10 @@ class GatewaySettings(BaseSettings):
     @property
     def first_byte_timeout(self) -> float:
         return self.first_byte_timeout_seconds or self.upstream_timeout_seconds
+
+    @property
+    def client_write_timeout(self) -> float:
+        return self.client_write_timeout_seconds or self.upstream_timeout_seconds
 
     @field_validator("redis_url")
     @classmethod

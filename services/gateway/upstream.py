@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import orjson
 
 from services.gateway.routing import CircuitBreakers
-from services.gateway.upstream_client import UpstreamClient, UpstreamError, UpstreamResponse, UpstreamTimeout
+from services.gateway.upstream_client import (
+    UpstreamClient,
+    UpstreamError,
+    UpstreamHeadTooLarge,
+    UpstreamResponse,
+    UpstreamTimeout,
+)
 
 # Hop-by-hop and framing headers: the gateway's server frames its own response.
 HOP_HEADERS = frozenset(
@@ -52,6 +58,10 @@ class Upstreams:
                 reached = True
                 failure = UpstreamFailure(504, f"upstream {name!r} timed out", reached)
                 continue
+            except UpstreamHeadTooLarge as exc:
+                self.breakers.failed(url)
+                failure = UpstreamFailure(502, f"upstream {name!r} sent a {exc}", reached)
+                continue
             except UpstreamError:
                 self.breakers.failed(url)
                 failure = UpstreamFailure(502, f"upstream {name!r} is unreachable", reached)
@@ -66,18 +76,21 @@ class Upstreams:
         raise failure or UpstreamFailure(502, "no upstream available", False)
 
 
-def usage_of(payload: bytes) -> tuple[int, int] | None:
-    """(prompt, completion) tokens from a response or chunk's `usage`, None without one."""
-    try:
-        usage = orjson.loads(payload).get("usage")
-    except (ValueError, AttributeError):
-        return None
+def _usage(usage: object) -> tuple[int, int] | None:
     if not isinstance(usage, dict):
         return None
     prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**40 for v in (prompt, completion)):
         return None  # an engine's nonsense is not counted
     return prompt, completion
+
+
+def usage_of(payload: bytes) -> tuple[int, int] | None:
+    """(prompt, completion) tokens from a response or chunk's `usage`, None without one."""
+    try:
+        return _usage(orjson.loads(payload).get("usage"))
+    except (ValueError, AttributeError):
+        return None
 
 
 class EventTooLarge(Exception):
@@ -131,24 +144,80 @@ class EventSplitter:
         return bytes(self.buffer)
 
 
+class Tally:
+    """What a stream told about its tokens, read once when it ends.
+
+    `usage` is the last report seen: an engine that reports on every chunk (vLLM's
+    `continuous_usage_stats`) sends running totals, so only the last one counts. `outputs` counts
+    the chunks that carried output, at least one token each: all that is known of a stream that
+    ended before its report.
+    """
+
+    __slots__ = ("usage", "outputs")
+
+    def __init__(self) -> None:
+        self.usage: tuple[int, int] | None = None
+        self.outputs = 0
+
+
+def _carries_output(event: bytes) -> bool:
+    # Engines write compact JSON (pydantic's model_dump_json): the role-only first chunk and the
+    # finish chunk have an empty delta or text. A spaced engine's empty chunks count as one token
+    # each, so the estimate errs high by a few, never low.
+    if b'"delta":{}' in event or b'"content":""' in event or b'"text":""' in event:
+        return False
+    return b'"delta"' in event or b'"text"' in event
+
+
+def _hide_usage(event: bytes, data: bytes, chunk: dict) -> bytes | None:
+    """The event without its `usage` key, None for a usage-only chunk (no choices): the client never asked."""
+    if chunk.get("choices") == []:
+        return None
+    del chunk["usage"]
+    fresh = orjson.dumps(chunk)
+    at = event.find(data)
+    if at < 0:  # the JSON was split over several data: lines; one line carries it now
+        return b"data: " + fresh + b"\n\n"
+    return event[:at] + fresh + event[at + len(data) :]
+
+
 async def relay_events(
-    response: UpstreamResponse, strip_usage: bool, on_usage: Callable[[int, int], None], max_event_bytes: int
+    response: UpstreamResponse, strip_usage: bool, tally: Tally, max_event_bytes: int
 ) -> AsyncIterator[bytes]:
-    """Forward SSE events as they arrive, byte for byte; read usage on the way; when the gateway asked
-    for usage the client did not (`strip_usage`), drop the usage chunk and the `"usage":null` of the others."""
+    """Forward SSE events as they arrive, byte for byte, keeping `tally`; when the gateway asked for
+    usage the client did not (`strip_usage`), drop the usage-only chunk and the `usage` key of the others.
+
+    Only an event that mentions usage is parsed, and with compact JSON and `"usage":null` (what
+    engines send on every chunk when asked for usage) not even that.
+    """
     splitter = EventSplitter(max_event_bytes)
     async for chunk in response.chunks():
         out = []
         for event in splitter.feed(chunk):
             if b'"usage"' in event:
-                data = _data(event)
-                counted = usage_of(data)
-                if counted:
-                    on_usage(*counted)
-                    if strip_usage and b'"choices":[]' in data.replace(b" ", b""):
-                        continue
                 if strip_usage:
-                    event = event.replace(b',"usage":null', b"")
+                    quick = event.replace(b',"usage":null', b"")
+                    parse = b'"usage"' in quick
+                    if not parse:
+                        event = quick
+                else:
+                    parse = b'"usage":null' not in event
+                if parse:
+                    data = _data(event)
+                    try:
+                        parsed = orjson.loads(data)
+                    except ValueError:
+                        parsed = None
+                    if isinstance(parsed, dict) and "usage" in parsed:
+                        counted = _usage(parsed["usage"])
+                        if counted:
+                            tally.usage = counted
+                        if strip_usage:
+                            event = _hide_usage(event, data, parsed)
+                            if event is None:
+                                continue
+            if _carries_output(event):
+                tally.outputs += 1
             out.append(event)
         if out:
             yield b"".join(out)

@@ -26,6 +26,11 @@ IDLE_SECONDS = 4.0
 # the engine read it: the request is sent once more on a new connection. Later failures are not
 # retried: the engine may have started generating, and the caller's fallback decides.
 RETRY_WINDOW_SECONDS = 0.05
+# An engine's response head (with any 1xx heads before it) is at most this large and has at most this
+# many headers: httptools bounds neither, and an upstream sending headers without end would
+# otherwise be buffered whole and forwarded to the client.
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
 
 
 class UpstreamError(Exception):
@@ -40,8 +45,14 @@ class UpstreamTooLarge(UpstreamError):
     """A non-streamed response over the size the gateway relays."""
 
 
+class UpstreamHeadTooLarge(UpstreamError):
+    """A response head over MAX_HEAD_BYTES or MAX_HEADERS."""
+
+
 class _Connection(asyncio.Protocol):
-    __slots__ = ("pool", "loop", "transport", "parser", "response", "closed", "used", "idle_since", "interim")
+    __slots__ = (
+        "pool", "loop", "transport", "parser", "response", "closed", "used", "idle_since", "interim", "head_bytes",
+    )  # fmt: skip
 
     def __init__(self, pool: _Pool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -54,6 +65,7 @@ class _Connection(asyncio.Protocol):
         self.used = False  # has carried a response before: a failure may just be a stale keep-alive
         self.idle_since = 0.0
         self.interim = False  # inside a 1xx response, which precedes the real one
+        self.head_bytes = 0  # of the current response's head so far; -1 once its head is complete
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -64,11 +76,35 @@ class _Connection(asyncio.Protocol):
             # Bytes nobody asked for: nothing on this connection can be trusted any more.
             self.abort()
             return
+        if self.head_bytes >= 0:
+            if self.head_bytes + len(data) > MAX_HEAD_BYTES:
+                # Feed only what the head may still use; if the head ends within it, the rest follows.
+                allowed = MAX_HEAD_BYTES - self.head_bytes
+                if not self._feed(data[:allowed]):
+                    return
+                if self.head_bytes >= 0:
+                    self._head_too_large()
+                    return
+                data = data[allowed:]
+            else:
+                self.head_bytes += len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
         try:
             self.parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(UpstreamError(f"malformed response: {exc!r}"))
-            self.abort()
+            if isinstance(exc.__context__, UpstreamHeadTooLarge):
+                self._head_too_large()
+            else:
+                self._fail(UpstreamError(f"malformed response: {exc!r}"))
+                self.abort()
+            return False
+        return True
+
+    def _head_too_large(self) -> None:
+        self._fail(UpstreamHeadTooLarge(f"response head over {MAX_HEAD_BYTES} bytes or {MAX_HEADERS} headers"))
+        self.abort()
 
     def eof_received(self) -> bool:
         return False  # close the transport
@@ -86,6 +122,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
         if self.response is not None:
+            if len(self.response.raw_headers) >= MAX_HEADERS:
+                raise UpstreamHeadTooLarge  # httptools wraps it; _feed tells it apart
             self.response.raw_headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -98,6 +136,7 @@ class _Connection(asyncio.Protocol):
             response.raw_headers.clear()
             return
         response.status = status
+        self.head_bytes = -1
         # Asked now: once the message is complete the parser has reset and always says no.
         response.keep_alive = self.parser.should_keep_alive()
         for name, value in response.raw_headers:
@@ -329,6 +368,7 @@ class UpstreamClient:
             connection = await pool.connection(loop)
             reused = connection.used
             response = connection.response = UpstreamResponse(connection, self.read_timeout)
+            connection.head_bytes = 0
             connection.transport.write(request)
             written = response.started = loop.time()
             try:
@@ -336,7 +376,7 @@ class UpstreamClient:
             except UpstreamError as exc:
                 response.release()
                 quick = loop.time() - written < RETRY_WINDOW_SECONDS
-                if may_retry and reused and quick and not isinstance(exc, UpstreamTimeout):
+                if may_retry and reused and quick and not isinstance(exc, (UpstreamTimeout, UpstreamHeadTooLarge)):
                     may_retry = False
                     continue  # a kept-alive connection that was already broken: once more on a new one
                 raise

@@ -405,6 +405,72 @@ def test_a_cancelled_request_closes_its_connection(kind):
     asyncio.run(scenario())
 
 
+HEADS = {
+    "too-many": b"".join(b"x-h%d: 1\r\n" % i for i in range(150)),
+    "too-large": b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 8000) for i in range(10)),  # each under aiohttp's 8190
+    "without-end": None,
+}
+
+
+# A response head is bounded (100 headers, 64 KiB, 1xx heads included): an engine sending headers
+# without end must not be buffered whole, nor relayed. aiohttp 3.14 bounds the count (128) and each
+# header (8190 bytes), not the head's total: ten headers of 8000 bytes pass there, the own client is stricter.
+@pytest.mark.parametrize(
+    ("kind", "head"),
+    [
+        *((kind, head) for kind in KINDS for head in ("too-many", "without-end")),
+        ("own", "too-large"),
+        pytest.param(
+            "library", "too-large", marks=pytest.mark.xfail(strict=True, reason="aiohttp bounds no head's total")
+        ),
+    ],
+)
+def test_a_response_head_over_its_bounds_is_an_upstream_error(kind, head):
+    async def oversized(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n")
+        if HEADS[head] is not None:
+            writer.write(HEADS[head] + b"\r\n{}")
+            await reader.read(1)  # kept open: the client must tell from the bytes
+            return
+        loop = asyncio.get_running_loop()
+        ends, i = loop.time() + 4, 0
+        while loop.time() < ends:  # headers for 4 s, unless the client hangs up first
+            writer.write(b"x-h%d: %s\r\n" % (i, b"v" * 1000))
+            await writer.drain()
+            i += 1
+
+    async def scenario():
+        async with Server(oversized) as server, upstream_client(kind, 1, 5) as client:
+            started = asyncio.get_running_loop().time()
+            with pytest.raises(UpstreamError) as caught:
+                response = await post(client, server.url)
+                await response.read()
+            await server.wait_ended(1)  # the connection is closed, not left open or pooled
+            return caught.value, asyncio.get_running_loop().time() - started
+
+    problem, elapsed = asyncio.run(scenario())
+    assert not isinstance(problem, UpstreamTimeout) and elapsed < 2
+
+
+def test_a_response_head_within_its_bounds_is_kept_whole(kind):
+    head = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 500) for i in range(98))  # 98 + content-length: 99
+
+    async def generous(reader, writer, server):
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n" + head + b"\r\n{}")
+        await reader.read(1)
+
+    async def scenario():
+        async with Server(generous) as server, upstream_client(kind, 1, 5) as client:
+            response = await post(client, server.url)
+            body = await response.read()
+            return body, response.headers(frozenset({b"content-length"}))
+
+    body, headers = asyncio.run(scenario())
+    assert body == b"{}" and len(headers) == 98
+
+
 # The own client only: its retry rule, idle cutoff and pool bookkeeping (aiohttp has its own, or none).
 
 
