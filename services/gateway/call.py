@@ -4,12 +4,13 @@ it may get before any engine sees it, in OpenAI's error shape with the rate-limi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from services.gateway.asgi import Headers, Reply
 from services.gateway.config import TenantEntry
 from services.gateway.errors import error
 from services.gateway.ratelimit import Decision
-from services.gateway.server_protocol import DISCONNECT_HOOKS
+from services.gateway.server_protocol import ABORT_CONNECTION, DISCONNECT_HOOKS
 from services.gateway.upstream_client import UpstreamResponse
 
 
@@ -76,6 +77,7 @@ class Call:
         "sending",
         "stalled",
         "recorded",
+        "abort_connection",
     )
 
     def __init__(self, started: float) -> None:
@@ -95,6 +97,8 @@ class Call:
         self.stalled = False
         # gateway_requests_total has this request: the catch-all for cancelled ones must not count it twice.
         self.recorded = False
+        # Drops the client's connection (the server protocol's, where it is the gateway's own).
+        self.abort_connection: Callable[[], None] | None = None
 
     @property
     def request_id(self) -> bytes:
@@ -102,6 +106,7 @@ class Call:
 
     def watch(self, scope, receive) -> None:
         self.task = asyncio.current_task()
+        self.abort_connection = scope.get(ABORT_CONNECTION)
         hooks = scope.get(DISCONNECT_HOOKS)
         if hooks is not None:  # the gateway's own server protocol says when the connection is lost
             hooks.append(self._gone)
@@ -137,6 +142,8 @@ class Call:
             self.response.abort()
         if self.task is not None:
             self.task.cancel()
+        if self.abort_connection is not None:
+            self.abort_connection()
 
     def close(self) -> None:
         self.finished = True

@@ -38,6 +38,9 @@ from services.gateway.errors import error
 # connection is lost before the response is complete. The portable way to learn that, a task
 # waiting on receive() for http.disconnect, costs a task per request.
 DISCONNECT_HOOKS = "gateway.disconnect_hooks"
+# In each request's scope: drops the client's connection at once, unsent bytes included. A request
+# ended for a client that stopped reading uses it: a graceful close would wait on that client forever.
+ABORT_CONNECTION = "gateway.abort_connection"
 
 
 class _HeadRefused(Exception):
@@ -170,6 +173,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope[DISCONNECT_HOOKS] = []
+        self.scope[ABORT_CONNECTION] = self.transport.abort
         # The per-read count runs from the end of the previous request (or the connection's start):
         # resetting it here would leave the read that carried this first byte uncounted.
         self._head_bytes = 0

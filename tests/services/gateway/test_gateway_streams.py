@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -174,11 +175,28 @@ def test_a_client_that_stops_reading_a_stream_gives_back_its_slots(tmp_path, red
                 while upstream.aborted == 0 and time.monotonic() - started < 15:
                     time.sleep(0.05)
                 aborted = upstream.aborted  # while the client still holds its connection open
+                # The gateway dropped its side of the connection too (a graceful close would wait on
+                # the client's unread bytes for as long as the client likes, one connection each).
+                port = int(gw.url.rsplit(":", 1)[1])
+                while established_from(port) and time.monotonic() - started < 15:
+                    time.sleep(0.1)
+                kept_open = established_from(port)
             finally:
                 sock.close()
     assert ended == 1.0
     assert after.status_code == 200
     assert aborted == 1  # the engine's connection was closed, so it stops generating
+    assert kept_open == 0
+
+
+def established_from(port: int) -> int:
+    """Established TCP connections whose local end is `port` on this machine (/proc/net/tcp)."""
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, _, state = line.split()[1:4]
+        if state == "01" and int(local.rsplit(":", 1)[1], 16) == port:
+            count += 1
+    return count
 
 
 def endless_head(upstream, handler, body) -> None:
