@@ -25,6 +25,9 @@ MAX_N = 128  # OpenAI's own bound on `n`
 MAX_BEST_OF = 20  # and on `best_of`
 # The limit script takes charges up to 2^50 as exact integers; a request that may use more never runs.
 MAX_CHARGE = 2**50
+# orjson reads 1024 levels of nesting but writes 254: a deeper body could be read and checked, then
+# fail with a 500 where the gateway writes it again (a rewrite for max_tokens, the picker's prompt text).
+WRITE_DEPTH = 254
 
 
 def _integer(value: Any) -> bool:
@@ -152,6 +155,9 @@ def validate_body(raw: bytes, endpoint: CompletionEndpoint) -> dict[str, Any] | 
         return error(400, "request body is not valid JSON")
     if not isinstance(body, dict):
         return error(400, "request body must be a JSON object")
+    # Nesting needs an opening bracket per level: only a body with that many is written to find out.
+    if raw.count(b"[") + raw.count(b"{") >= WRITE_DEPTH and (deep := _too_deep(body)) is not None:
+        return error(400, f"'{deep}' is nested too deeply: at most {WRITE_DEPTH - 1} levels", param=deep)
     if not isinstance(body.get("model"), str) or not body["model"]:
         return error(400, "missing required field 'model'", param="model")
     if not endpoint.prompt_check(body.get(endpoint.prompt_field)):
@@ -165,6 +171,19 @@ def validate_body(raw: bytes, endpoint: CompletionEndpoint) -> dict[str, Any] | 
     if body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
         return error(400, "'best_of' must be at least 'n'", param="best_of")
     return body
+
+
+def _too_deep(body: dict[str, Any]) -> str | None:
+    """The first field orjson cannot write back, or None: the depth it refuses is exactly its own."""
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        for name, value in body.items():
+            try:
+                orjson.dumps({name: value})
+            except orjson.JSONEncodeError:
+                return name
+    return None
 
 
 def requested_tokens(body: dict[str, Any]) -> int | None:

@@ -11,6 +11,7 @@ import pytest
 import redis as redis_py
 
 from services.gateway.process import gateway
+from services.mock_worker.process import ROOT
 from tests.services.gateway.conftest import KEYS, digest, tenant
 from tests.services.gateway.scripted_upstream import USAGE, ScriptedUpstream, completion, send_json, slow_json
 
@@ -161,6 +162,88 @@ def test_a_list_of_prompts_is_charged_for_every_prompt(tmp_path, redis, answerin
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "tokens_exceed_limit", refused.text
     assert fits.status_code == 200, fits.text
     assert answering.requests == 1
+
+
+def nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def two_pods(tmp_path, pods: list[str], name: str) -> object:
+    """A tenant whose worker has two pods: the picker ranks them (and writes the prompt for its index)."""
+    path = one_tenant(tmp_path, "http://llama.pods.svc:8000", name)
+    doc = json.loads(path.read_text())
+    doc["endpoints"] = {"http://llama.pods.svc:8000": pods}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def two_answering(answering):
+    def respond(upstream, handler, body):
+        send_json(handler, completion())
+
+    with ScriptedUpstream(respond) as other:
+        yield answering, other
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no max_tokens: the gateway writes the body again to add it
+        {"max_tokens": 2, "stream": True},  # writes it again to ask for usage
+        {"max_tokens": 2},  # sent as it came, but the picker writes the content for its prefix index
+    ],
+    ids=["max-tokens-added", "include-usage-added", "picker"],
+)
+def test_a_body_nested_deeper_than_the_gateway_writes_is_a_400(tmp_path, redis, two_answering, fields):
+    in_fresh_minute(5)
+    name = "-".join(["deep", *fields])  # counted apart from the other cases' requests
+    with gateway(two_pods(tmp_path, [u.url for u in two_answering], name), redis.url) as gw:
+        # 3 levels (the body, messages, a message) and the content's: 255 in all, one more than orjson writes.
+        body = {"model": "llama", "messages": [{"role": "user", "content": nested(252)}], **fields}
+        refused = post(gw.url, body)
+        charged = counts(redis.url, name)
+        body["messages"][0]["content"] = nested(251)
+        served = post(gw.url, body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "messages" and "nested too deeply" in refused.text
+    assert charged == (0, 0)
+    assert served.status_code == 200, served.text
+
+
+FAULTY_PICKER = """
+import services.gateway.prefix_index as index
+
+real = index.prompt_text
+
+
+def prompt_text(body):
+    if "explode" in body:
+        raise RuntimeError("a bug in the picker")
+    return real(body)
+
+
+index.prompt_text = prompt_text
+"""
+
+
+def test_a_500_from_a_bug_is_counted_and_in_openai_shape(tmp_path, redis, two_answering, monkeypatch):
+    # A bug planted where the red team found one (the picker's prompt text), before the gateway imports it.
+    (tmp_path / "sitecustomize.py").write_text(FAULTY_PICKER)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
+    with gateway(two_pods(tmp_path, [u.url for u in two_answering], "buggy"), redis.url) as gw:
+        failed = post(gw.url, {"model": "llama", "messages": [], "max_tokens": 1, "explode": True})
+        served = post(gw.url, {"model": "llama", "messages": [], "max_tokens": 1})
+        metrics = httpx.get(f"{gw.metrics_url}/metrics").text
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error", failed.text
+    assert served.status_code == 200
+    assert any(
+        line.startswith("gateway_requests_total{") and 'code="500"' in line and line.endswith(" 1.0")
+        for line in metrics.splitlines()
+    ), metrics
 
 
 def test_a_charge_is_never_negative_and_n_multiplies_it(tmp_path, redis, answering):
