@@ -117,7 +117,7 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
     shared_upstreams = parse_upstreams(upstreams or "")
     try:
         shared_routes = {model: Route.model_validate(route) for model, route in json.loads(policies or "{}").items()}
-    except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
+    except (ValueError, RecursionError, AttributeError) as exc:  # ValidationError is a ValueError
         raise DocumentError(f"GATEWAY_ROUTE_POLICIES: {exc}") from None
     tenants = {}
     for name, tenant in document.tenants.items():
@@ -217,7 +217,7 @@ def load_tenants(
         return validate(with_env_defaults(Document(tenants={}), upstreams, default, policies)), []
     try:
         raw = json.loads(_read(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting past the stack
         raise DocumentError(f"{path}: not JSON: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), dict):
         raise DocumentError(f"{path}: expected an object with a `tenants` object")

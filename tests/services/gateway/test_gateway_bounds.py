@@ -267,6 +267,22 @@ def test_a_bad_tenant_entry_is_refused_and_the_others_are_served(tmp_path, redis
 def test_a_file_that_is_no_document_refuses_to_start(tmp_path):
     assert "not JSON" in start_failure(tmp_path, "{not json")
     assert "tenants" in start_failure(tmp_path, json.dumps({"tenant": {}}))
+    # Deeper than the parser's stack: a document error too, not a traceback and exit 1.
+    assert "not JSON" in start_failure(tmp_path, "[" * 100_000 + "]" * 100_000)
+
+
+def test_a_document_too_deep_to_parse_on_reload_keeps_the_previous_one(tmp_path, redis, workers):
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps({"tenants": {"good": entry("sk-good", workers[0].url)}}))
+    log_path = tmp_path / "gateway.log"
+    with gateway(config, redis.url, log_path=log_path, reload_interval_seconds=0.1) as gw:
+        config.write_text('{"tenants": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        deadline = time.monotonic() + 5
+        while 'gateway_config_reloads_total{result="error"} 1.0' not in httpx.get(f"{gw.metrics_url}/metrics").text:
+            assert time.monotonic() < deadline, "the reload was never counted"
+            time.sleep(0.1)
+        assert status(gw, "sk-good") == 200
+    assert "tenant config reload failed" in log_path.read_text()  # the document's error, not a surprise
 
 
 def test_two_authorization_headers_are_a_400(gw):
