@@ -285,6 +285,39 @@ def test_a_document_too_deep_to_parse_on_reload_keeps_the_previous_one(tmp_path,
     assert "tenant config reload failed" in log_path.read_text()  # the document's error, not a surprise
 
 
+def models_of(gw, key) -> list[str]:
+    response = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    return [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
+
+
+def test_a_reload_cannot_move_a_key_to_another_tenant(tmp_path, redis, workers):
+    url = workers[0].url
+    document = {"tenants": {"q2": {**entry("sk-q2", url), "models": ["llama", "q2-only"]}, "q3": entry("sk-q3", url)}}
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps(document))
+    log_path = tmp_path / "gateway.log"
+    with gateway(config, redis.url, log_path=log_path, reload_interval_seconds=0.1) as gw:
+        assert models_of(gw, "sk-q3") == ["llama"]
+        # q2, written first, now also lists q3's key; q3 still does. And two tenants claim a new key.
+        document["tenants"]["q2"]["keyHashes"].append(digest("sk-q3"))
+        document["tenants"]["q3"]["models"] = ["llama", "q3-new"]
+        document["tenants"]["x1"] = entry("sk-both", url)
+        document["tenants"]["x2"] = entry("sk-both", url)
+        document["tenants"]["newcomer"] = entry("sk-newcomer", url)
+        config.write_text(json.dumps(document))
+        deadline = time.monotonic() + 5
+        while status(gw, "sk-newcomer") != 200:
+            assert time.monotonic() < deadline, "the reload never happened"
+            time.sleep(0.1)
+        q3, q2, both = models_of(gw, "sk-q3"), models_of(gw, "sk-q2"), status(gw, "sk-both")
+    assert q3 == ["llama", "q3-new"]  # q3 keeps its key, and its own changes apply
+    assert q2 == ["llama", "q2-only"]  # q2 keeps its previous entry
+    assert both == 401  # held by nobody before: neither new tenant gets it
+    log = log_path.read_text()
+    assert "tenants.q2.keyHashes" in log and "also a key of tenant 'q3'" in log
+    assert "tenants.x1.keyHashes" in log and "tenants.x2.keyHashes" in log
+
+
 def test_two_authorization_headers_are_a_400(gw):
     both = [("authorization", f"Bearer {KEYS['globex']}"), ("authorization", f"Bearer {KEYS['acme']}")]
     response = httpx.post(f"{gw.url}{CHAT}", headers=both, json=BODY)
