@@ -324,6 +324,19 @@ def test_two_authorization_headers_are_a_400(gw):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_api_key"
 
 
+def test_two_different_keys_in_authorization_and_x_api_key_are_a_400(gw):
+    headers = {"Authorization": f"Bearer {KEYS['acme']}", "X-API-Key": KEYS["globex"]}
+    for response in (
+        httpx.post(f"{gw.url}{CHAT}", headers=headers, json=BODY),
+        httpx.get(f"{gw.url}/v1/models", headers=headers),
+    ):
+        assert response.status_code == 400, response.text
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    same = {"Authorization": f"Bearer {KEYS['globex']}", "X-API-Key": KEYS["globex"]}
+    assert [m["id"] for m in httpx.get(f"{gw.url}/v1/models", headers=same).json()["data"]] == ["qwen"]
+
+
 def test_get_one_model_as_openai_does(gw):
     import openai
 
