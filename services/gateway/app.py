@@ -115,6 +115,14 @@ class Gateway:
                     await route[1](scope, receive, send)
                 except ClientGone:
                     pass
+                except Exception as exc:
+                    # A bug, never a client's input: counted, or the dashboards' error rate would not show it.
+                    self.metrics.request("", "", "", "500")
+                    LOG.error("request failed", extra={"path": scope["path"], "problem": repr(exc)}, exc_info=exc)
+                    try:
+                        await send_reply(send, error(500, "the gateway failed on this request", code="internal_error"))
+                    except Exception:  # noqa: BLE001 - the response had started: the server closes the connection
+                        raise exc from None
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 

@@ -18,7 +18,13 @@ from services.gateway.metrics import GatewayMetrics
 from services.gateway.picker import Picker
 from services.gateway.priority import SHEDDABLE, priority_rank
 from services.gateway.ratelimit import Admission, RateLimiter, ScriptFailed
-from services.gateway.request_fields import CompletionEndpoint, requested_tokens, token_charge, validate_body
+from services.gateway.request_fields import (
+    MAX_CHARGE,
+    CompletionEndpoint,
+    requested_tokens,
+    token_charge,
+    validate_body,
+)
 from services.gateway.routing import candidates
 from services.gateway.scheduler import FairScheduler, QueueFull
 from services.gateway.settings import GatewaySettings
@@ -152,13 +158,16 @@ class Completions:
         if requested_tokens(body) is None:
             # What is charged is what the engine is allowed to generate: say so to the engine.
             body["max_tokens"], rewrite = output_cap, True
-        cost = token_charge(len(raw), body, output_cap)
-        if limits.tpm is not None and cost > limits.tpm:
+        cost = token_charge(len(raw), body, output_cap, endpoint)
+        # A tenant without tpm is still bounded by what the limit script counts exactly (tpm never exceeds it).
+        ceiling = MAX_CHARGE if limits.tpm is None else limits.tpm
+        if cost > ceiling:
             # Never admissible, so not a 429 (clients retry those): say what to change.
+            whose = "the gateway's most" if limits.tpm is None else "this key's"
             return error(
                 400,
-                f"this request may use up to {cost} tokens, more than this key's {limits.tpm} tokens per minute; "
-                "lower max_tokens, n or the prompt",
+                f"this request may use up to {cost} tokens, more than {whose} {ceiling} tokens per minute; "
+                "lower max_tokens, n, the number of prompts or the prompt",
                 code="tokens_exceed_limit",
                 param="max_tokens",
                 headers=call.ids,

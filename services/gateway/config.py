@@ -117,7 +117,7 @@ def with_env_defaults(document: Document, upstreams: str | None, default: str | 
     shared_upstreams = parse_upstreams(upstreams or "")
     try:
         shared_routes = {model: Route.model_validate(route) for model, route in json.loads(policies or "{}").items()}
-    except (json.JSONDecodeError, ValidationError, AttributeError) as exc:
+    except (ValueError, RecursionError, AttributeError) as exc:  # ValidationError is a ValueError
         raise DocumentError(f"GATEWAY_ROUTE_POLICIES: {exc}") from None
     tenants = {}
     for name, tenant in document.tenants.items():
@@ -162,15 +162,27 @@ def tenant_problem(name: str, tenant: TenantEntry) -> str | None:
     return None
 
 
-def _shared_key_problems(tenants: dict[str, TenantEntry]) -> dict[str, str]:
-    """Tenants whose key hash another tenant already has: one key would authenticate as either."""
-    owners: dict[str, str] = {}
-    problems: dict[str, str] = {}
+def _shared_key_problems(tenants: dict[str, TenantEntry], holders: dict[str, str] | None = None) -> dict[str, str]:
+    """Tenants claiming a key hash another tenant also claims: one key would authenticate as either.
+
+    `holders` (hash -> tenant in the document in use, on a reload): of the claimants, its holder
+    keeps the key and every other claimant is refused, so no edit of the document can move a key
+    away from its tenant by the order the entries are written in. Without it (a first load) the
+    first claimant in document order keeps it.
+    """
+    claimants: dict[str, list[str]] = {}
     for name, tenant in tenants.items():
-        for digest in tenant.key_hashes:
-            other = owners.setdefault(digest.lower(), name)
-            if other != name:
-                problems[name] = f"tenants.{name}.keyHashes: {digest[:12]}… is also a key of tenant {other!r}"
+        for digest in {d.lower() for d in tenant.key_hashes}:
+            claimants.setdefault(digest, []).append(name)
+    problems: dict[str, str] = {}
+    for digest, names in claimants.items():
+        if len(names) < 2:
+            continue
+        keeper = names[0] if holders is None else holders.get(digest)
+        for name in names:
+            if name != keeper and name not in problems:
+                others = ", ".join(repr(other) for other in names if other != name)
+                problems[name] = f"tenants.{name}.keyHashes: {digest[:12]}… is also a key of tenant {others}"
     return problems
 
 
@@ -217,7 +229,7 @@ def load_tenants(
         return validate(with_env_defaults(Document(tenants={}), upstreams, default, policies)), []
     try:
         raw = json.loads(_read(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError; nesting past the stack
         raise DocumentError(f"{path}: not JSON: {exc}") from None
     if not isinstance(raw, dict) or not isinstance(raw.get("tenants"), dict):
         raise DocumentError(f"{path}: expected an object with a `tenants` object")
@@ -248,9 +260,16 @@ def load_tenants(
                 tenants[name] = kept[name]
             else:
                 del tenants[name]
-    for name, problem in _shared_key_problems(tenants).items():
-        problems.append(f"{path}: {problem}")
-        del tenants[name]
+    holders = KeyIndex(previous).tenant_of if previous is not None else None
+    # A refused tenant falls back to its previous entry, whose keys may now be claimed by another
+    # tenant's new entry: repeat until no key is claimed twice (each round refuses a new entry).
+    while shared := _shared_key_problems(tenants, holders):
+        for name, problem in shared.items():
+            problems.append(f"{path}: {problem}")
+            if name in kept and tenants[name] is not kept[name]:
+                tenants[name] = kept[name]
+            else:
+                del tenants[name]
     return Document(tenants=tenants, endpoints=document.endpoints), problems
 
 

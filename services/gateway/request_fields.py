@@ -23,6 +23,11 @@ from services.gateway.errors import error
 MAX_TOKENS = 2**31 - 1
 MAX_N = 128  # OpenAI's own bound on `n`
 MAX_BEST_OF = 20  # and on `best_of`
+# The limit script takes charges up to 2^50 as exact integers; a request that may use more never runs.
+MAX_CHARGE = 2**50
+# orjson reads 1024 levels of nesting but writes 254: a deeper body could be read and checked, then
+# fail with a 500 where the gateway writes it again (a rewrite for max_tokens, the picker's prompt text).
+WRITE_DEPTH = 254
 
 
 def _integer(value: Any) -> bool:
@@ -81,8 +86,11 @@ _LIST = _is(list)
 
 # field -> (check, what a good value is); null is allowed for every optional field, as the API does.
 _COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
+    # The charge reads these four on either endpoint (engines take them on both), so both check all four.
     "max_tokens": (_int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}"),
+    "max_completion_tokens": (_int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}"),
     "n": (_int_in(1, MAX_N), f"an integer from 1 to {MAX_N}"),
+    "best_of": (_int_in(1, MAX_BEST_OF), f"an integer from 1 to {MAX_BEST_OF}"),
     "temperature": (_number_in(0, 2), "a number from 0 to 2"),
     "top_p": (_number_in(0, 1), "a number from 0 to 1"),
     "frequency_penalty": (_number_in(-2, 2), "a number from -2 to 2"),
@@ -96,7 +104,6 @@ _COMMON: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 _CHAT = {
     **_COMMON,
-    "max_completion_tokens": (_int_in(1, MAX_TOKENS), f"an integer from 1 to {MAX_TOKENS}"),
     "logprobs": (_BOOL, "a boolean"),
     "top_logprobs": (_int_in(0, 20), "an integer from 0 to 20"),
     "tools": (_LIST, "a list"),
@@ -115,7 +122,6 @@ _CHAT = {
 }
 _TEXT = {
     **_COMMON,
-    "best_of": (_int_in(1, MAX_BEST_OF), f"an integer from 1 to {MAX_BEST_OF}"),
     "logprobs": (_int_in(0, 5), "an integer from 0 to 5"),
     "echo": (_BOOL, "a boolean"),
     "suffix": (_STR, "a string"),
@@ -149,6 +155,9 @@ def validate_body(raw: bytes, endpoint: CompletionEndpoint) -> dict[str, Any] | 
         return error(400, "request body is not valid JSON")
     if not isinstance(body, dict):
         return error(400, "request body must be a JSON object")
+    # Nesting needs an opening bracket per level: only a body with that many is written to find out.
+    if raw.count(b"[") + raw.count(b"{") >= WRITE_DEPTH and (deep := _too_deep(body)) is not None:
+        return error(400, f"'{deep}' is nested too deeply: at most {WRITE_DEPTH - 1} levels", param=deep)
     if not isinstance(body.get("model"), str) or not body["model"]:
         return error(400, "missing required field 'model'", param="model")
     if not endpoint.prompt_check(body.get(endpoint.prompt_field)):
@@ -158,10 +167,23 @@ def validate_body(raw: bytes, endpoint: CompletionEndpoint) -> dict[str, Any] | 
         rule = fields.get(name)
         if rule is not None and value is not None and not rule[0](value):
             return error(400, f"'{name}' must be {rule[1]}", param=name)
-    # Only where the endpoint defines best_of is it checked (and so known to be an integer here).
-    if "best_of" in fields and body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
+    # Both are integers here: every endpoint checks n and best_of.
+    if body.get("best_of") is not None and body["best_of"] < (body.get("n") or 1):
         return error(400, "'best_of' must be at least 'n'", param="best_of")
     return body
+
+
+def _too_deep(body: dict[str, Any]) -> str | None:
+    """The first field orjson cannot write back, or None: the depth it refuses is exactly its own."""
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        for name, value in body.items():
+            try:
+                orjson.dumps({name: value})
+            except orjson.JSONEncodeError:
+                return name
+    return None
 
 
 def requested_tokens(body: dict[str, Any]) -> int | None:
@@ -175,13 +197,30 @@ def requested_tokens(body: dict[str, Any]) -> int | None:
 
 
 def choices(body: dict[str, Any]) -> int:
-    """How many sequences the engine generates: `best_of` (completions) or `n`, each up to the output limit."""
+    """How many sequences the engine generates per prompt: `best_of` or `n`, each up to the output limit."""
     return max(body.get("n") or 1, body.get("best_of") or 1)
 
 
-def token_charge(raw_size: int, body: dict[str, Any], output_cap: int) -> int:
-    """Up-front token charge: the prompt estimated at a quarter of the body's bytes plus every sequence's output limit.
+def prompts(body: dict[str, Any], endpoint: CompletionEndpoint) -> tuple[int, int]:
+    """(prompts, token ids among them) as checked by `endpoint`: the engine runs each prompt of a list.
 
-    Always at least 1 and at most (2^31 * 128 + body size): inputs the limit script takes as exact integers.
+    Only the endpoint's own prompt field is read: a chat body's `prompt` is an unchecked extension.
     """
-    return raw_size // 4 + (requested_tokens(body) or output_cap) * choices(body)
+    prompt = body[endpoint.prompt_field]
+    if endpoint.prompt_field != "prompt" or isinstance(prompt, str) or not prompt:
+        return 1, 0
+    if isinstance(prompt[0], str):
+        return len(prompt), 0
+    if isinstance(prompt[0], list):
+        return len(prompt), sum(len(ids) for ids in prompt)
+    return 1, len(prompt)
+
+
+def token_charge(raw_size: int, body: dict[str, Any], output_cap: int, endpoint: CompletionEndpoint) -> int:
+    """Up-front token charge: the prompt plus every sequence's output limit, for each prompt of a list.
+
+    The prompt is a quarter of the body's bytes, but never fewer than its token ids (one id may be
+    written in two bytes). At least 1, as the body is never empty and every count is at least 1.
+    """
+    count, token_ids = prompts(body, endpoint)
+    return max(raw_size // 4, token_ids) + (requested_tokens(body) or output_cap) * choices(body) * count

@@ -26,11 +26,11 @@ def config_stamp(settings: GatewaySettings) -> tuple:
     return (st.st_mtime_ns, st.st_ino, st.st_size)
 
 
-def api_key(headers: dict[bytes, bytes]) -> bytes | None:
+def api_keys(headers: dict[bytes, bytes]) -> tuple[bytes | None, bytes | None]:
+    """(the Bearer key, the X-API-Key key): each None when absent or empty."""
     header = headers.get(b"authorization", b"")
-    if header[:7].lower() == b"bearer ":
-        return header[7:].strip() or None
-    return headers.get(b"x-api-key") or None
+    bearer = (header[7:].strip() or None) if header[:7].lower() == b"bearer " else None
+    return bearer, headers.get(b"x-api-key") or None
 
 
 @dataclass
@@ -63,7 +63,16 @@ class GatewayState:
             for name in (b"authorization", b"x-api-key"):
                 if sum(1 for header, _ in raw_headers if header == name) > 1:
                     return error(400, f"more than one {name.decode()} header: send one API key", code="invalid_api_key")
-        key = api_key(headers)
+        bearer, x_api_key = api_keys(headers)
+        if bearer is not None and x_api_key is not None and bearer != x_api_key:
+            # Which one the caller meant is a guess, and a wrong guess bills another tenant.
+            return error(
+                400,
+                "Authorization and X-API-Key carry different keys: send one API key",
+                code="invalid_api_key",
+                param="x-api-key",
+            )
+        key = bearer or x_api_key
         if key is None:
             return error(401, "missing API key: send Authorization: Bearer <key> or X-API-Key", code="missing_api_key")
         name = self.keys.tenant(key)

@@ -267,12 +267,74 @@ def test_a_bad_tenant_entry_is_refused_and_the_others_are_served(tmp_path, redis
 def test_a_file_that_is_no_document_refuses_to_start(tmp_path):
     assert "not JSON" in start_failure(tmp_path, "{not json")
     assert "tenants" in start_failure(tmp_path, json.dumps({"tenant": {}}))
+    # Deeper than the parser's stack: a document error too, not a traceback and exit 1.
+    assert "not JSON" in start_failure(tmp_path, "[" * 100_000 + "]" * 100_000)
+
+
+def test_a_document_too_deep_to_parse_on_reload_keeps_the_previous_one(tmp_path, redis, workers):
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps({"tenants": {"good": entry("sk-good", workers[0].url)}}))
+    log_path = tmp_path / "gateway.log"
+    with gateway(config, redis.url, log_path=log_path, reload_interval_seconds=0.1) as gw:
+        config.write_text('{"tenants": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        deadline = time.monotonic() + 5
+        while 'gateway_config_reloads_total{result="error"} 1.0' not in httpx.get(f"{gw.metrics_url}/metrics").text:
+            assert time.monotonic() < deadline, "the reload was never counted"
+            time.sleep(0.1)
+        assert status(gw, "sk-good") == 200
+    assert "tenant config reload failed" in log_path.read_text()  # the document's error, not a surprise
+
+
+def models_of(gw, key) -> list[str]:
+    response = httpx.get(f"{gw.url}/v1/models", headers={"Authorization": f"Bearer {key}"})
+    return [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
+
+
+def test_a_reload_cannot_move_a_key_to_another_tenant(tmp_path, redis, workers):
+    url = workers[0].url
+    document = {"tenants": {"q2": {**entry("sk-q2", url), "models": ["llama", "q2-only"]}, "q3": entry("sk-q3", url)}}
+    config = tmp_path / "gateway.json"
+    config.write_text(json.dumps(document))
+    log_path = tmp_path / "gateway.log"
+    with gateway(config, redis.url, log_path=log_path, reload_interval_seconds=0.1) as gw:
+        assert models_of(gw, "sk-q3") == ["llama"]
+        # q2, written first, now also lists q3's key; q3 still does. And two tenants claim a new key.
+        document["tenants"]["q2"]["keyHashes"].append(digest("sk-q3"))
+        document["tenants"]["q3"]["models"] = ["llama", "q3-new"]
+        document["tenants"]["x1"] = entry("sk-both", url)
+        document["tenants"]["x2"] = entry("sk-both", url)
+        document["tenants"]["newcomer"] = entry("sk-newcomer", url)
+        config.write_text(json.dumps(document))
+        deadline = time.monotonic() + 5
+        while status(gw, "sk-newcomer") != 200:
+            assert time.monotonic() < deadline, "the reload never happened"
+            time.sleep(0.1)
+        q3, q2, both = models_of(gw, "sk-q3"), models_of(gw, "sk-q2"), status(gw, "sk-both")
+    assert q3 == ["llama", "q3-new"]  # q3 keeps its key, and its own changes apply
+    assert q2 == ["llama", "q2-only"]  # q2 keeps its previous entry
+    assert both == 401  # held by nobody before: neither new tenant gets it
+    log = log_path.read_text()
+    assert "tenants.q2.keyHashes" in log and "also a key of tenant 'q3'" in log
+    assert "tenants.x1.keyHashes" in log and "tenants.x2.keyHashes" in log
 
 
 def test_two_authorization_headers_are_a_400(gw):
     both = [("authorization", f"Bearer {KEYS['globex']}"), ("authorization", f"Bearer {KEYS['acme']}")]
     response = httpx.post(f"{gw.url}{CHAT}", headers=both, json=BODY)
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_two_different_keys_in_authorization_and_x_api_key_are_a_400(gw):
+    headers = {"Authorization": f"Bearer {KEYS['acme']}", "X-API-Key": KEYS["globex"]}
+    for response in (
+        httpx.post(f"{gw.url}{CHAT}", headers=headers, json=BODY),
+        httpx.get(f"{gw.url}/v1/models", headers=headers),
+    ):
+        assert response.status_code == 400, response.text
+        assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    same = {"Authorization": f"Bearer {KEYS['globex']}", "X-API-Key": KEYS["globex"]}
+    assert [m["id"] for m in httpx.get(f"{gw.url}/v1/models", headers=same).json()["data"]] == ["qwen"]
 
 
 def test_get_one_model_as_openai_does(gw):

@@ -10,13 +10,14 @@ import threading
 import time
 
 import httpx
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.gateway.process import gateway, redis_server
 from services.gateway.request_fields import CHAT_COMPLETIONS, COMPLETIONS
 from services.mock_worker.process import mock_worker
-from tests.services.gateway.conftest import KEYS, document
+from tests.services.gateway.conftest import KEYS, document, tenant
 
 AUTH = {"Authorization": f"Bearer {KEYS['acme']}"}
 BODY = {"model": "llama", "messages": [{"role": "user", "content": "x"}], "max_tokens": 1}
@@ -234,3 +235,77 @@ def test_fuzzed_bodies_and_headers_never_5xx(gw, body, auth, path, extra):
     assert response.status_code < 500, (response.status_code, response.text[:200])
     if response.status_code >= 400:
         assert set(response.json()["error"]) >= {"message", "type", "param", "code"}, response.text[:200]
+
+
+# What the charge reads, with the bounds OpenAI gives them, written out here rather than taken from the gateway.
+CHARGED = {"max_tokens": 2**31 - 1, "max_completion_tokens": 2**31 - 1, "n": 128, "best_of": 20}
+TOKEN_VALUE = (
+    st.integers(-3, 200)
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=3)
+    | st.lists(st.integers(0, 3), max_size=2)
+    | st.dictionaries(st.text(max_size=2), st.integers(), max_size=1)
+)
+TEXT_PROMPT = st.one_of(
+    st.text(max_size=20),
+    st.lists(st.text(max_size=5), min_size=1, max_size=8),
+    st.lists(st.integers(0, 50_000), min_size=1, max_size=40),
+    st.lists(st.lists(st.integers(0, 100), max_size=6), min_size=1, max_size=6),
+)
+
+
+def first_wrong(fields: dict) -> str | None:
+    """The field the gateway must name: the first out of bounds in the body's order, else best_of below n."""
+    for name, value in fields.items():
+        good = type(value) is int and 1 <= value <= CHARGED[name]
+        if value is not None and not good:
+            return name
+    if fields.get("best_of") is not None and fields["best_of"] < (fields.get("n") or 1):
+        return "best_of"
+    return None
+
+
+@pytest.fixture(scope="module")
+def no_tokens_gw(tmp_path_factory, redis, workers):
+    """A tenant with tpm 0: every request is over it, unless a field makes its charge 0 or less."""
+    url = workers[0].url
+    doc = {"tenants": {"acme": tenant([KEYS["acme"]], ["llama"], {"u": url},
+                                      {"llama": {"strategy": "direct", "primary": "u"}}, tpm=0)}}  # fmt: skip
+    path = tmp_path_factory.mktemp("gw-tpm0") / "gateway.json"
+    path.write_text(json.dumps(doc))
+    with gateway(path, redis.url) as service:
+        yield service
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+@given(
+    fields=st.fixed_dictionaries({}, optional=dict.fromkeys(CHARGED, TOKEN_VALUE)),
+    path=st.sampled_from(["/v1/chat/completions", "/v1/completions"]),
+    prompt=TEXT_PROMPT,
+    order=st.permutations(list(CHARGED)),
+    extension=st.booleans(),
+)
+def test_every_field_the_charge_reads_is_checked_on_both_endpoints(
+    no_tokens_gw, fields, path, prompt, order, extension
+):
+    fields = {name: fields[name] for name in order if name in fields}
+    base = {"messages": [{"role": "user", "content": "x"}]} if path == "/v1/chat/completions" else {"prompt": prompt}
+    if extension and "messages" in base:
+        base["prompt"] = [[1], 5, "x"]  # not a chat field: passed through, and never read by the charge
+    response = httpx.post(
+        f"{no_tokens_gw.url}{path}", headers=AUTH, json={"model": "llama", **base, **fields}, timeout=10
+    )
+    # Nothing reaches an engine: either a field is wrong, or the charge (at least 1) is over the tpm of 0.
+    assert response.status_code == 400, (response.status_code, response.text[:200])
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    wrong = first_wrong(fields)
+    if wrong is None:
+        assert error["code"] == "tokens_exceed_limit", error
+    else:
+        assert error["param"] == wrong and error["code"] is None, (fields, error)

@@ -11,6 +11,7 @@ import pytest
 import redis as redis_py
 
 from services.gateway.process import gateway
+from services.mock_worker.process import ROOT
 from tests.services.gateway.conftest import KEYS, digest, tenant
 from tests.services.gateway.scripted_upstream import USAGE, ScriptedUpstream, completion, send_json, slow_json
 
@@ -85,6 +86,164 @@ def test_every_token_field_is_checked_whatever_the_others_hold(gw, redis, fields
     assert set(response.json()["error"]) == {"message", "type", "param", "code"}
     assert response.json()["error"]["param"] == wrong
     assert counts(redis.url, "acme") == before  # nothing charged, nothing refunded
+
+
+TEXT = "/v1/completions"
+PROMPTS = {CHAT: {"messages": [{"role": "user", "content": "x"}]}, TEXT: {"prompt": "x"}}
+
+
+@pytest.mark.parametrize("path", [CHAT, TEXT])
+@pytest.mark.parametrize(
+    ("fields", "wrong"),
+    [
+        # Each endpoint's charge reads all four token fields, so each endpoint checks all four.
+        ({"best_of": "x"}, "best_of"),
+        ({"best_of": [1]}, "best_of"),
+        ({"best_of": 2.5, "max_tokens": 3}, "best_of"),
+        ({"best_of": True}, "best_of"),
+        ({"best_of": 3, "n": 4}, "best_of"),
+        ({"max_completion_tokens": "abc"}, "max_completion_tokens"),
+        ({"max_completion_tokens": [5]}, "max_completion_tokens"),
+        ({"max_completion_tokens": {}}, "max_completion_tokens"),
+        ({"max_completion_tokens": 0.5}, "max_completion_tokens"),
+        ({"max_completion_tokens": -1_000_000}, "max_completion_tokens"),
+        ({"max_completion_tokens": 0}, "max_completion_tokens"),
+        ({"max_tokens": 7, "max_completion_tokens": 2**70}, "max_completion_tokens"),
+    ],
+)
+def test_every_token_field_is_checked_on_both_endpoints(gw, redis, path, fields, wrong):
+    in_fresh_minute(5)
+    before = counts(redis.url, "acme")
+    scripts = script_errors(gw)
+    response = httpx.post(f"{gw.url}{path}", headers=AUTH, json={"model": "llama", **PROMPTS[path], **fields})
+    assert response.status_code == 400, response.text
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+    assert response.json()["error"]["param"] == wrong
+    assert counts(redis.url, "acme") == before
+    assert script_errors(gw) == scripts  # refused before the limit script ever saw it
+
+
+def script_errors(gw) -> float:
+    text = httpx.get(f"{gw.metrics_url}/metrics").text
+    return next(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("gateway_ratelimit_script_errors_total")
+    )
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["redis", "no-redis"])
+def test_no_field_makes_a_charge_below_one(tmp_path, redis, answering, shared):
+    # tpm 0: every request is over it unless its charge is 0 or less.
+    with gateway(one_tenant(tmp_path, answering.url, "zero", tpm=0), redis.url if shared else None) as gw:
+        body = {"model": "llama", "prompt": "x", "max_completion_tokens": -1}
+        body["max_completion_tokens"] = -(len(json.dumps(body)) // 4)  # cancels the prompt's estimate
+        tricked = httpx.post(f"{gw.url}{TEXT}", headers=AUTH, json=body)
+        honest = httpx.post(f"{gw.url}{TEXT}", headers=AUTH, json={**body, "max_completion_tokens": 1})
+    assert tricked.status_code == 400 and tricked.json()["error"]["param"] == "max_completion_tokens"
+    assert honest.status_code == 400 and honest.json()["error"]["code"] == "tokens_exceed_limit"
+    assert answering.requests == 0
+
+
+@pytest.mark.parametrize(
+    ("prompt", "max_tokens"),
+    [
+        (["a"] * 50, 100),  # 50 prompts of up to 100 tokens each: 5,000 tokens, not 100
+        ([[1] * 10] * 60, 10),  # 60 token-id prompts: 600 ids and 600 output tokens
+        ([1] * 1200, 1),  # 1,200 ids in 2 bytes each: a quarter of its bytes would say 600
+    ],
+    ids=["strings", "token-id-lists", "token-ids"],
+)
+def test_a_list_of_prompts_is_charged_for_every_prompt(tmp_path, redis, answering, prompt, max_tokens):
+    with gateway(one_tenant(tmp_path, answering.url, "prompts", tpm=1000), redis.url) as gw:
+        body = {"model": "llama", "prompt": prompt, "max_tokens": max_tokens}
+        refused = httpx.post(f"{gw.url}{TEXT}", headers=AUTH, json=body)
+        fits = httpx.post(f"{gw.url}{TEXT}", headers=AUTH, json={**body, "prompt": prompt[:5]})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "tokens_exceed_limit", refused.text
+    assert fits.status_code == 200, fits.text
+    assert answering.requests == 1
+
+
+def nested(depth: int):
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def two_pods(tmp_path, pods: list[str], name: str) -> object:
+    """A tenant whose worker has two pods: the picker ranks them (and writes the prompt for its index)."""
+    path = one_tenant(tmp_path, "http://llama.pods.svc:8000", name)
+    doc = json.loads(path.read_text())
+    doc["endpoints"] = {"http://llama.pods.svc:8000": pods}
+    path.write_text(json.dumps(doc))
+    return path
+
+
+@pytest.fixture
+def two_answering(answering):
+    def respond(upstream, handler, body):
+        send_json(handler, completion())
+
+    with ScriptedUpstream(respond) as other:
+        yield answering, other
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},  # no max_tokens: the gateway writes the body again to add it
+        {"max_tokens": 2, "stream": True},  # writes it again to ask for usage
+        {"max_tokens": 2},  # sent as it came, but the picker writes the content for its prefix index
+    ],
+    ids=["max-tokens-added", "include-usage-added", "picker"],
+)
+def test_a_body_nested_deeper_than_the_gateway_writes_is_a_400(tmp_path, redis, two_answering, fields):
+    in_fresh_minute(5)
+    name = "-".join(["deep", *fields])  # counted apart from the other cases' requests
+    with gateway(two_pods(tmp_path, [u.url for u in two_answering], name), redis.url) as gw:
+        # 3 levels (the body, messages, a message) and the content's: 255 in all, one more than orjson writes.
+        body = {"model": "llama", "messages": [{"role": "user", "content": nested(252)}], **fields}
+        refused = post(gw.url, body)
+        charged = counts(redis.url, name)
+        body["messages"][0]["content"] = nested(251)
+        served = post(gw.url, body)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "messages" and "nested too deeply" in refused.text
+    assert charged == (0, 0)
+    assert served.status_code == 200, served.text
+
+
+FAULTY_PICKER = """
+import services.gateway.prefix_index as index
+
+real = index.prompt_text
+
+
+def prompt_text(body):
+    if "explode" in body:
+        raise RuntimeError("a bug in the picker")
+    return real(body)
+
+
+index.prompt_text = prompt_text
+"""
+
+
+def test_a_500_from_a_bug_is_counted_and_in_openai_shape(tmp_path, redis, two_answering, monkeypatch):
+    # A bug planted where the red team found one (the picker's prompt text), before the gateway imports it.
+    (tmp_path / "sitecustomize.py").write_text(FAULTY_PICKER)
+    monkeypatch.setenv("PYTHONPATH", f"{tmp_path}:{ROOT}")
+    with gateway(two_pods(tmp_path, [u.url for u in two_answering], "buggy"), redis.url) as gw:
+        failed = post(gw.url, {"model": "llama", "messages": [], "max_tokens": 1, "explode": True})
+        served = post(gw.url, {"model": "llama", "messages": [], "max_tokens": 1})
+        metrics = httpx.get(f"{gw.metrics_url}/metrics").text
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "internal_error", failed.text
+    assert served.status_code == 200
+    assert any(
+        line.startswith("gateway_requests_total{") and 'code="500"' in line and line.endswith(" 1.0")
+        for line in metrics.splitlines()
+    ), metrics
 
 
 def test_a_charge_is_never_negative_and_n_multiplies_it(tmp_path, redis, answering):
