@@ -21,6 +21,7 @@ from services.gateway.ratelimit import Admission, RateLimiter, ScriptFailed
 from services.gateway.request_fields import (
     MAX_CHARGE,
     CompletionEndpoint,
+    prompt_estimate,
     requested_tokens,
     token_charge,
     validate_body,
@@ -172,7 +173,7 @@ class Completions:
                 param="max_tokens",
                 headers=call.ids,
             )
-        prompt_estimate = len(raw) // 4  # token_charge's prompt part, of the body as the client sent it
+        prompt = prompt_estimate(len(raw), body, endpoint)  # of the body as the client sent it
         stream = body.get("stream") is True
         strip_usage = stream and not (body.get("stream_options") or {}).get("include_usage")
         if strip_usage:
@@ -199,7 +200,7 @@ class Completions:
             return admission
         holding = self.metrics.holding(name)
         holding.inc()
-        outcome = Outcome(prompt_estimate)
+        outcome = Outcome(prompt)
         pod = None
         try:
             # The route chose the worker; the picker chooses its pod (and the pods to retry on).

@@ -222,5 +222,10 @@ def token_charge(raw_size: int, body: dict[str, Any], output_cap: int, endpoint:
     The prompt is a quarter of the body's bytes, but never fewer than its token ids (one id may be
     written in two bytes). At least 1, as the body is never empty and every count is at least 1.
     """
-    count, token_ids = prompts(body, endpoint)
-    return max(raw_size // 4, token_ids) + (requested_tokens(body) or output_cap) * choices(body) * count
+    count, _ = prompts(body, endpoint)
+    return prompt_estimate(raw_size, body, endpoint) + (requested_tokens(body) or output_cap) * choices(body) * count
+
+
+def prompt_estimate(raw_size: int, body: dict[str, Any], endpoint: CompletionEndpoint) -> int:
+    """The prompt part of the charge: what is counted of the prompt when the engine never says."""
+    return max(raw_size // 4, prompts(body, endpoint)[1])
