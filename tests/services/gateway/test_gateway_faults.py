@@ -242,7 +242,9 @@ CHARGED = {"max_tokens": 2**31 - 1, "max_completion_tokens": 2**31 - 1, "n": 128
 TOKEN_VALUE = (
     st.integers(-3, 200)
     | st.integers()
-    | st.floats(allow_nan=False)
+    | st.floats(
+        allow_nan=False, allow_infinity=False
+    )  # JSON has no infinity: see test_token_counts_beyond_a_double_are_a_400
     | st.booleans()
     | st.none()
     | st.text(max_size=3)
@@ -309,3 +311,16 @@ def test_every_field_the_charge_reads_is_checked_on_both_endpoints(
         assert error["code"] == "tokens_exceed_limit", error
     else:
         assert error["param"] == wrong and error["code"] is None, (fields, error)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+@pytest.mark.parametrize("literal", [b"1e309", b"-1e309", b"Infinity", b"NaN"])
+def test_token_counts_beyond_a_double_are_a_400(no_tokens_gw, path, literal):
+    # Written as raw bytes: no JSON encoder writes these, but a client can send them.
+    prompt = b'"messages": [{"role": "user", "content": "x"}]' if path == "/v1/chat/completions" else b'"prompt": "x"'
+    body = b'{"model": "llama", %s, "max_tokens": %s}' % (prompt, literal)
+    response = httpx.post(
+        f"{no_tokens_gw.url}{path}", headers={**AUTH, "content-type": "application/json"}, content=body, timeout=10
+    )
+    assert response.status_code == 400, response.text[:200]
+    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
