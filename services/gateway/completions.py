@@ -276,7 +276,9 @@ class Completions:
         # From here an engine may be working on it: a cancellation keeps the charge.
         outcome.reached = True
         try:
-            opened = await self.upstreams.open(choices, path, raw, call.request_id)
+            # Engines key their work by this id (vLLM uses the header as its request id), and one engine may
+            # serve several tenants: scoped by tenant, one tenant's ids can never collide with another's.
+            opened = await self.upstreams.open(choices, path, raw, b"%s-%s" % (call.tenant.encode(), call.request_id))
         except UpstreamFailure as failure:
             outcome.reached = failure.reached
             self.metrics.request(call.tenant, call.model, "", str(failure.status))

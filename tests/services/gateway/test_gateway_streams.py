@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from services.gateway.process import gateway
+from tests.services.gateway.conftest import KEYS, tenant
 from tests.services.gateway.scripted_upstream import ScriptedUpstream, close_delimited, completion, send_json
 from tests.services.gateway.test_gateway_limits import AUTH, CHAT, counts, in_fresh_minute, one_tenant, post
 
@@ -223,3 +224,37 @@ def test_an_upstream_head_without_end_is_a_502(tmp_path, redis):
     problem = response.json()["error"]
     assert problem["code"] == "upstream_error" and "head over" in problem["message"]
     assert upstream.aborted == 1  # the gateway stopped reading and closed, not buffered 200 MB
+
+
+def test_the_engine_sees_request_ids_scoped_by_tenant(tmp_path, redis):
+    # Two tenants on one engine send the same x-request-id: the engine (which keys its work by it)
+    # must see two ids, while each client gets its own id back.
+    seen = []
+
+    def respond(upstream, handler, body) -> None:
+        with upstream.lock:
+            seen.append(handler.headers["x-request-id"])
+        send_json(handler, completion())
+
+    with ScriptedUpstream(respond) as upstream:
+        document = {
+            "tenants": {
+                name: tenant(
+                    [KEYS[key]], ["llama"], {"w": upstream.url}, {"llama": {"strategy": "direct", "primary": "w"}}
+                )
+                for name, key in (("acme", "acme"), ("globex", "globex"))
+            }
+        }
+        path = tmp_path / "gateway.json"
+        path.write_text(json.dumps(document))
+        with gateway(path, redis.url) as gw:
+            echoed = [
+                httpx.post(
+                    f"{gw.url}/v1/chat/completions",
+                    headers={"Authorization": f"Bearer {KEYS[key]}", "x-request-id": "job-7"},
+                    json={"model": "llama", "messages": [], "max_tokens": 1},
+                ).headers["x-request-id"]
+                for key in ("acme", "globex")
+            ]
+    assert echoed == ["job-7", "job-7"]
+    assert seen == ["acme-job-7", "globex-job-7"]
