@@ -23,23 +23,31 @@ from tests.services.gateway.test_gateway_limits import AUTH, CHAT, one_tenant, p
 BODY = {"model": "llama", "messages": [], "max_tokens": 1}
 
 
-def raw_exchange(url: str, data: bytes, wait: float = 5.0) -> bytes:
-    """Send `data` on a fresh connection; what comes back until the server closes it (or `wait` passes)."""
+def conversation(url: str, parts: list[bytes], pause: float = 0.3, wait: float = 5.0) -> bytes:
+    """Send each part in its own write, `pause` apart (so each is its own read); what comes back until close."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=wait) as sock:
-        chunks = []
         try:
-            sock.sendall(data)
+            for i, part in enumerate(parts):
+                if i:
+                    time.sleep(pause)
+                sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the server stopped reading: its answer may be waiting all the same
+            pass  # refused: its answer is read below
+        chunks = []
         try:
             while chunk := sock.recv(65536):
                 chunks.append(chunk)
         except TimeoutError:
             chunks.append(b"<still open>")
         except ConnectionResetError:
-            pass  # closed with our unread bytes in its buffer: what it sent before is above
+            pass
         return b"".join(chunks)
+
+
+def raw_exchange(url: str, data: bytes, wait: float = 5.0) -> bytes:
+    """Send `data` on a fresh connection; what comes back until the server closes it (or `wait` passes)."""
+    return conversation(url, [data], wait=wait)
 
 
 def request_head(extra: bytes = b"") -> bytes:

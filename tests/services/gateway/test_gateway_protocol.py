@@ -12,33 +12,11 @@ import pytest
 
 from services.gateway.process import gateway
 from tests.services.gateway.conftest import KEYS
-from tests.services.gateway.test_gateway_bounds import raw_exchange
+from tests.services.gateway.test_gateway_bounds import conversation, raw_exchange
 from tests.services.gateway.test_gateway_limits import one_tenant
 
 LIMIT = 32 * 1024  # GATEWAY_MAX_HEADER_BYTES' default, which the session's gateway runs with
 HEALTH = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n"
-
-
-def conversation(url: str, parts: list[bytes], pause: float = 0.3, wait: float = 5.0) -> bytes:
-    """Send each part in its own write, `pause` apart (so each is its own read); what comes back until close."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=wait) as sock:
-        try:
-            for i, part in enumerate(parts):
-                if i:
-                    time.sleep(pause)
-                sock.sendall(part)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # refused: its answer is read below
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            chunks.append(b"<still open>")
-        except ConnectionResetError:
-            pass
-        return b"".join(chunks)
 
 
 def responses(data: bytes) -> list[tuple[int, dict[bytes, bytes], bytes]]:
