@@ -87,7 +87,7 @@ class Gateway:
         self.state.draining = True
         if self._loop is not None:
             self._loop.call_soon_threadsafe(
-                self._loop.call_later, self.settings.drain_seconds, self.completions.end_all
+                self._loop.call_later, self.settings.drain_seconds, self.completions.active.end_all
             )
 
     async def metrics_app(self, scope, receive, send) -> None:
@@ -197,7 +197,9 @@ class Gateway:
                 self.metrics.watcher_up.set(1)
                 self._watcher.add_done_callback(self._watcher_stopped)
                 self._background = self._start_discovery()
-                self._background.append(asyncio.create_task(self.completions.sweep_stalled()))
+                self._background.append(
+                    asyncio.create_task(self.completions.active.sweep_stalled(self.settings.client_write_timeout))
+                )
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 if self._watcher is not None:

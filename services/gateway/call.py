@@ -4,6 +4,8 @@ it may get before any engine sees it, in OpenAI's error shape with the rate-limi
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections.abc import Callable
 
 from services.gateway.asgi import Headers, Reply
@@ -12,6 +14,8 @@ from services.gateway.errors import error
 from services.gateway.ratelimit import Decision
 from services.gateway.server_protocol import ABORT_CONNECTION, DISCONNECT_HOOKS
 from services.gateway.upstream_client import UpstreamResponse
+
+LOG = logging.getLogger("gateway")
 
 
 def too_many(tenant: TenantEntry, decision: Decision, ids: Headers) -> Reply:
@@ -161,3 +165,30 @@ class Outcome:
         self.reached = False
         self.used: int | None = None
         self.prompt = prompt
+
+
+class ActiveCalls(set):
+    """The calls running now: what the drain deadline ends and the stall sweep looks at."""
+
+    def end_all(self) -> None:
+        """The drain deadline: end every request still running (streams get an SSE error event)."""
+        for call in list(self):
+            call.drained = True
+            call.end()
+
+    async def sweep_stalled(self, timeout: float) -> None:
+        """End requests whose client has accepted no byte for `timeout` seconds.
+
+        One sweep for all calls rather than a timer around every send: a send costs a clock read.
+        """
+        period = min(1.0, timeout / 4)
+        while True:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for call in self:
+                if call.sending and now - call.sending > timeout and not call.stalled:
+                    LOG.warning(
+                        "client stopped reading its response; request ended",
+                        extra={"tenant": call.tenant, "model": call.model, "request_id": call.request_id.decode()},
+                    )
+                    call.stall()

@@ -11,7 +11,7 @@ import time
 import orjson
 
 from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_stream
-from services.gateway.call import Call, Outcome, queue_full, shutting_down, too_many
+from services.gateway.call import ActiveCalls, Call, Outcome, queue_full, shutting_down, too_many
 from services.gateway.config import TenantEntry
 from services.gateway.errors import error
 from services.gateway.metrics import GatewayMetrics
@@ -60,31 +60,7 @@ class Completions:
         self.settings, self.state, self.limiter = settings, state, limiter
         self.scheduler, self.upstreams, self.metrics = scheduler, upstreams, metrics
         self.picker = picker
-        self.active: set[Call] = set()  # for the end of a drain
-
-    def end_all(self) -> None:
-        """The drain deadline: end every request still running (streams get an SSE error event)."""
-        for call in list(self.active):
-            call.drained = True
-            call.end()
-
-    async def sweep_stalled(self) -> None:
-        """End requests whose client has accepted no byte for the client write timeout.
-
-        One sweep for all calls rather than a timer around every send: a send costs a clock read.
-        """
-        timeout = self.settings.client_write_timeout
-        period = min(1.0, timeout / 4)
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            for call in self.active:
-                if call.sending and now - call.sending > timeout and not call.stalled:
-                    LOG.warning(
-                        "client stopped reading its response; request ended",
-                        extra={"tenant": call.tenant, "model": call.model, "request_id": call.request_id.decode()},
-                    )
-                    call.stall()
+        self.active = ActiveCalls()
 
     def _record(self, call: Call, upstream: str, code: str, seconds: float | None = None) -> None:
         call.recorded = True
