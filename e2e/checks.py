@@ -3,15 +3,11 @@ problems, each naming the stack's object and quoting the apiserver, scheduler or
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from components.tenant import QUOTA_NAME
 from e2e.engine import ApplyResult, transitive_dependencies
 from e2e.kube import ApiError, Kube
 from e2e.releases import CHART_CRDS, VENDOR, chart_name
@@ -365,59 +361,4 @@ def pod_security(deployed: Deployed) -> list[str]:
                 )
         finally:
             as_admin.close()
-    return problems
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def platformctl(*args: str) -> tuple[int, str]:
-    """The CLI as a user runs it, in its own process: (exit status, stdout and stderr)."""
-    done = subprocess.run(
-        [sys.executable, "-m", "infra.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    return done.returncode, done.stdout + done.stderr
-
-
-def _quantity(value: str) -> float:
-    # The apiserver's canonical forms for what quotas count: plain, milli, and binary suffixes.
-    suffixes = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9}
-    for suffix, factor in sorted(suffixes.items(), key=lambda item: -len(item[0])):
-        if value.endswith(suffix):
-            return float(value[: -len(suffix)]) * factor
-    return float(value)
-
-
-def usage_against_quotas(deployed: Deployed) -> list[str]:
-    """`platformctl usage --kubeconfig --json` reports every tenant namespace's quota as the apiserver has it."""
-    status, output = platformctl("usage", "--stack", deployed.stack, "--kubeconfig", str(deployed.kubeconfig), "--json")
-    if status != 0:
-        return [f"platformctl usage exited {status}: {output.strip()[-2000:]}"]
-    report = json.loads(output)
-    reported = {ns["namespace"]: ns["quota"] for t in report["tenants"] for ns in t["namespaces"]}
-    problems = []
-    for tenant in deployed.config.tenants:
-        for namespace in tenant.namespaces:
-            if namespace not in reported:
-                problems.append(f"tenant {tenant.name}: namespace {namespace} missing from the usage report")
-                continue
-            quota = deployed.kube.get("v1", "ResourceQuota", QUOTA_NAME, namespace)
-            if not quota.get("status", {}).get("hard"):
-                problems.append(f"namespace {namespace}: ResourceQuota {QUOTA_NAME} has no status yet")
-                continue
-            compared = 0
-            for key, quantity in quota["status"].get("used", {}).items():
-                shown = reported[namespace].get(key)
-                if shown is None:
-                    continue  # a key the report does not show (storage, PVC counts)
-                compared += 1
-                if abs((shown["used"] or 0) - _quantity(quantity)) > 1e-6 * max(1.0, _quantity(quantity)):
-                    problems.append(
-                        f"namespace {namespace}: {key} used {quantity} in the quota, {shown['used']} reported"
-                    )
-                hard = quota["status"]["hard"][key]
-                if abs((shown["hard"] or 0) - _quantity(hard)) > 1e-6 * max(1.0, _quantity(hard)):
-                    problems.append(f"namespace {namespace}: {key} hard {hard} in the quota, {shown['hard']} reported")
-            if compared < 4:
-                problems.append(f"namespace {namespace}: only {compared} of the quota's keys are in the usage report")
     return problems

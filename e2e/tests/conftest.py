@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from e2e import ingress
-from e2e.checks import Deployed, platformctl
+from e2e.checks import Deployed
+from e2e.cli_checks import platformctl
 from e2e.cluster import ControlPlane
 from e2e.engine import Engine
 from e2e.kube import Kube

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from e2e import checks
+from e2e import checks, cli_checks
 
 READY_TIMEOUT = float(os.environ.get("E2E_READY_TIMEOUT", "60"))
 
@@ -51,7 +51,7 @@ def test_pod_security_refuses_privileged_pods(deployed):
 
 
 def test_usage_reports_the_quotas_the_apiserver_holds(deployed):
-    _fail_with(deployed.stack, "platformctl usage --kubeconfig", checks.usage_against_quotas(deployed))
+    _fail_with(deployed.stack, "platformctl usage --kubeconfig", cli_checks.usage_against_quotas(deployed))
 
 
 def test_quota_holds_at_hpa_max_replicas(deployed):
