@@ -135,7 +135,9 @@ class Completions:
         if requested_tokens(body) is None:
             # What is charged is what the engine is allowed to generate: say so to the engine.
             body["max_tokens"], rewrite = output_cap, True
-        cost = token_charge(len(raw), body, output_cap, endpoint)
+        # Of the body as the client sent it, before any rewrite below.
+        prompt = prompt_estimate(len(raw), body, endpoint)
+        cost = token_charge(prompt, body, output_cap, endpoint)
         # A tenant without tpm is still bounded by what the limit script counts exactly (tpm never exceeds it).
         ceiling = MAX_CHARGE if limits.tpm is None else limits.tpm
         if cost > ceiling:
@@ -149,7 +151,6 @@ class Completions:
                 param="max_tokens",
                 headers=call.ids,
             )
-        prompt = prompt_estimate(len(raw), body, endpoint)  # of the body as the client sent it
         stream = body.get("stream") is True
         strip_usage = stream and not (body.get("stream_options") or {}).get("include_usage")
         if strip_usage:

@@ -216,16 +216,13 @@ def prompts(body: dict[str, Any], endpoint: CompletionEndpoint) -> tuple[int, in
     return 1, len(prompt)
 
 
-def token_charge(raw_size: int, body: dict[str, Any], output_cap: int, endpoint: CompletionEndpoint) -> int:
-    """Up-front token charge: the prompt plus every sequence's output limit, for each prompt of a list.
-
-    The prompt is a quarter of the body's bytes, but never fewer than its token ids (one id may be
-    written in two bytes). At least 1, as the body is never empty and every count is at least 1.
-    """
-    count, _ = prompts(body, endpoint)
-    return prompt_estimate(raw_size, body, endpoint) + (requested_tokens(body) or output_cap) * choices(body) * count
+def token_charge(prompt: int, body: dict[str, Any], output_cap: int, endpoint: CompletionEndpoint) -> int:
+    """Up-front token charge: the prompt (`prompt_estimate`) plus every sequence's output limit, for each
+    prompt of a list. At least 1, as the body is never empty and every count is at least 1."""
+    return prompt + (requested_tokens(body) or output_cap) * choices(body) * prompts(body, endpoint)[0]
 
 
 def prompt_estimate(raw_size: int, body: dict[str, Any], endpoint: CompletionEndpoint) -> int:
-    """The prompt part of the charge: what is counted of the prompt when the engine never says."""
+    """The prompt part of the charge, and what is counted of the prompt when the engine never says: a
+    quarter of the body's bytes, but never fewer than its token ids (one id may be written in two bytes)."""
     return max(raw_size // 4, prompts(body, endpoint)[1])
