@@ -46,7 +46,7 @@ class Gateway:
             on_backend_change=lambda up: metrics.backend_up.set(int(up)),
             redis_timeout=settings.redis_timeout_seconds,
         )
-        self.limiter.on_script_error = metrics.script_errors.inc
+        self.limiter.scripts.on_error = metrics.script_errors.inc
         metrics.backend_up.set(1 if settings.redis_url else 0)
         metrics.declare_tenants(self.state.document.tenants)
         self.upstreams = Upstreams(

@@ -14,10 +14,11 @@ from services.gateway.asgi import Headers, Reply, read_body, send_reply, send_st
 from services.gateway.call import ActiveCalls, Call, Outcome, queue_full, shutting_down, too_many
 from services.gateway.config import TenantEntry
 from services.gateway.errors import error
+from services.gateway.limit_scripts import ScriptFailed
 from services.gateway.metrics import GatewayMetrics
 from services.gateway.picker import Picker
 from services.gateway.priority import SHEDDABLE, priority_rank
-from services.gateway.ratelimit import Admission, RateLimiter, ScriptFailed
+from services.gateway.ratelimit import Admission, RateLimiter
 from services.gateway.request_fields import (
     MAX_CHARGE,
     CompletionEndpoint,

@@ -1,4 +1,4 @@
-"""The Redis Lua scripts behind the shared limits: admit, claim a slot, finish, renew leases.
+"""The Redis Lua scripts behind the shared limits: admit, reserve a slice, claim a slot, finish, renew leases.
 
 One script per step, so each step is one atomic round trip: admission checks the rate limits
 AND takes a concurrency slot (or a queue place) in the same call, which is how the cross-replica
@@ -16,7 +16,17 @@ and its slots come free once their leases expire.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+
+from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
+
+LOG = logging.getLogger("gateway.ratelimit")
+# Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
+UNAVAILABLE = frozenset(
+    ("LOADING", "BUSY", "MASTERDOWN", "READONLY", "TRYAGAIN", "CLUSTERDOWN", "OOM", "MISCONF", "NOAUTH", "NOPERM", "WRONGPASS")
+)  # fmt: skip
 
 # Checks ARGV[i] for i in 1..#bounds against {low, high} and leaves the numbers in `n`.
 _ARGUMENTS = """
@@ -85,6 +95,35 @@ return {1, 0, math.max(rpm - requests - 1, 0), math.max(tpm - tokens - cost, 0),
 """
 )
 
+# A slice of the limits for one replica to admit from (limit_grants.py), counted now as if admitted,
+# only while the window plus the slice stays within half of each limit; and how busy the slots are.
+# KEYS: requests:cur, requests:prev, tokens:cur, tokens:prev, slots, queue
+# ARGV: now_ms, window_ms, rpm (-1 none), tpm (-1 none), requests wanted, tokens wanted
+# Returns {1 counted | 0 refused, slots held, queue length}
+RESERVE = (
+    "local BOUNDS = {{0, 2^50}, {1, 2^40}, {-1, 2^50}, {-1, 2^50}, {0, 2^40}, {0, 2^50}}"
+    + _ARGUMENTS
+    + """
+local now, window, rpm, tpm, want_requests, want_tokens = unpack(n)
+local weight = 1 - (now % window) / window
+local counts = redis.call('MGET', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local requests = (tonumber(counts[2] or '0') * weight) + tonumber(counts[1] or '0')
+local tokens = (tonumber(counts[4] or '0') * weight) + tonumber(counts[3] or '0')
+local ok = 1
+if rpm >= 0 and (requests + want_requests) * 2 > rpm then ok = 0 end
+if tpm >= 0 and (tokens + want_tokens) * 2 > tpm then ok = 0 end
+if ok == 1 then
+  if want_requests > 0 and redis.call('INCRBY', KEYS[1], want_requests) == want_requests then
+    redis.call('PEXPIRE', KEYS[1], window * 2)
+  end
+  if want_tokens > 0 and redis.call('INCRBY', KEYS[3], want_tokens) == want_tokens then
+    redis.call('PEXPIRE', KEYS[3], window * 2)
+  end
+end
+return {ok, redis.call('ZCARD', KEYS[5]), redis.call('ZCARD', KEYS[6])}
+"""
+)
+
 # A queued request's turn: take a slot if one is free, else stay queued (which renews the place).
 # KEYS: slots, queue   ARGV: cap, lease_ms, lease id   Returns 1 holding a slot, 0 still queued
 CLAIM = (
@@ -114,10 +153,11 @@ return 0
 # hand the slot straight to a waiter of this replica if one is named.
 # KEYS: slots, queue, requests:bucket, tokens:bucket (the bucket charged at admission)
 # ARGV: request delta, token delta, window_ms, cap, lease_ms, lease id or '', waiter lease id or ''
-# (without a lease: corrections of several finished requests at once)
+# (without a lease: corrections of several finished requests at once, or a slice given back; a
+# positive request delta counts admissions from a slice when requests are not limited)
 # Returns 1 when the waiter now holds the slot, else 0
 FINISH = (
-    "local BOUNDS = {{-(2^40), 0}, {-(2^50), 2^50}, {1, 2^40}, {0, 1000000}, {1, 2^40}}"
+    "local BOUNDS = {{-(2^40), 2^40}, {-(2^50), 2^50}, {1, 2^40}, {0, 1000000}, {1, 2^40}}"
     + _ARGUMENTS
     + """
 local request_delta, token_delta, window, cap, lease_ms = unpack(n)
@@ -158,5 +198,76 @@ return held
 )
 
 SCRIPTS = {name: (text, hashlib.sha1(text.encode()).hexdigest()) for name, text in (
-    ("admit", ADMIT), ("claim", CLAIM), ("finish", FINISH), ("renew", RENEW),
+    ("admit", ADMIT), ("reserve", RESERVE), ("claim", CLAIM), ("finish", FINISH), ("renew", RENEW),
 )}  # fmt: skip
+
+
+class ScriptFailed(Exception):
+    """The limit script answered with an error: the request is refused, the limiter stays up."""
+
+
+class ScriptCaller:
+    """Calls the scripts by their hash, and tells Redis being away (`on_down(exc)`) from a script
+    that refused its input (a bug: logged, counted with `on_error`, that request refused)."""
+
+    def __init__(self, redis: RedisClient | None, on_down, on_up) -> None:
+        self.redis, self._on_down, self._on_up = redis, on_down, on_up
+        self.on_error = None  # called once per script error reply (a metric)
+
+    def _failed(self, name: str, exc: RedisReplyError, what: str) -> None:
+        if self.on_error is not None:
+            self.on_error()
+        LOG.error("rate-limit script %s failed%s", name, what, extra={"problem": str(exc)})
+
+    async def run(self, name: str, keys: tuple[str, ...], args: tuple) -> object:
+        """One script call; RedisError when Redis is away, ScriptFailed when the script refused its input."""
+        text, sha = SCRIPTS[name]
+        try:
+            try:
+                result = await self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
+            except RedisReplyError as exc:
+                if exc.code != "NOSCRIPT":
+                    raise
+                # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
+                result = await self.redis.call("EVAL", text, len(keys), *keys, *args)
+        except RedisReplyError as exc:
+            if exc.code in UNAVAILABLE:
+                raise RedisError(str(exc)) from None
+            self._failed(name, exc, "; refusing this request")
+            raise ScriptFailed(str(exc)) from None
+        self._on_up()
+        return result
+
+    def send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> asyncio.Future:
+        """A script call whose reply goes to `done`; NOSCRIPT is retried with EVAL, errors are logged.
+        Sent without a task of its own: one per request on the hot path costs more than the call."""
+        text, sha = SCRIPTS[name]
+        future = (
+            self.redis.call("EVAL", text, len(keys), *keys, *args)
+            if retried
+            else self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
+        )
+
+        def replied(future: asyncio.Future) -> None:
+            exc = future.exception()
+            if exc is None:
+                if done is not None:
+                    done(future.result())
+            elif isinstance(exc, RedisReplyError) and exc.code == "NOSCRIPT" and not retried:
+                self.send(name, keys, args, done, retried=True)
+            elif isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
+                self._failed(name, exc, "")
+            else:
+                # A slot comes free when its lease expires; a count correction is lost.
+                self._on_down(exc)
+
+        future.add_done_callback(replied)
+        return future
+
+    def replied(self, future: asyncio.Future) -> None:
+        """For a plain command nobody awaits (a slot given back): log a bug, note Redis away."""
+        exc = future.exception()
+        if isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
+            LOG.error("giving back a concurrency slot failed", extra={"problem": str(exc)})
+        elif exc is not None:
+            self._on_down(exc)

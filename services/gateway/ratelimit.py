@@ -5,7 +5,9 @@ weighted by how much of it still overlaps the window). Concurrency: a semaphore 
 expire unless renewed, with a bounded queue. Both in Redis Lua scripts (limit_scripts.py), the
 rate check and the slot in ONE script: N replicas together admit no more than the limits and
 hold no more than `maxConcurrency` requests at the engines, and admission costs one round trip;
-calls issued in the same event-loop turn share one write (redis_client.py). The `limits` library
+calls issued in the same event-loop turn share one write (redis_client.py). A busy tenant's
+replica admits most requests from a slice of the limits it reserved ahead, without that round
+trip (limit_grants.py, which says why the limits stay exact). The `limits` library
 implements the same window but needs two round trips for two limits, and its Redis extra pins
 `packaging<26`, which conflicts with the Pulumi SDK in this repository's environment.
 
@@ -22,7 +24,8 @@ refused; Redis is not taken for down.
 A Redis that restarts without its data, or is flushed, starts every tenant's window from zero:
 in that minute a tenant can be admitted up to twice its limit (the lost counts plus a fresh
 window), never more, and leases held at that moment are forgotten, so the cap can be exceeded
-until they end (at most one cap's worth more, for at most the longest request). Redis' append-only
+until they end (at most one cap's worth more, for at most the longest request); a replica finds
+out at its next renewal (a third of the lease) and stops reusing the leases it kept. Redis' append-only
 file with `appendfsync everysec` bounds what a restart loses to about one second.
 """
 
@@ -36,9 +39,10 @@ import os
 import random
 import time
 
-from services.gateway.limit_scripts import SCRIPTS
+from services.gateway.limit_grants import SWEEP_SECONDS, Grants
+from services.gateway.limit_scripts import ScriptCaller, ScriptFailed
 from services.gateway.limit_window import ALLOW, WINDOW_MS, Admission, Decision, LocalWindow, window_keys
-from services.gateway.redis_client import RedisClient, RedisError, RedisReplyError
+from services.gateway.redis_client import RedisClient, RedisError
 
 LOG = logging.getLogger("gateway.ratelimit")
 REASONS = {0: "", 1: "requests", 2: "tokens", 3: "queue"}
@@ -52,26 +56,6 @@ CLAIM_INTERVAL_SECONDS = 0.05
 # tenant and minute instead of one per request. The window lags the engines' usage by as much.
 CORRECTION_DELAY_SECONDS = 0.1
 SLOT_RELEASE_DELAY_SECONDS = 0.002
-# Error replies that mean Redis cannot serve right now (not a bug in the request): treated as down.
-UNAVAILABLE = frozenset(
-    (
-        "LOADING",
-        "BUSY",
-        "MASTERDOWN",
-        "READONLY",
-        "TRYAGAIN",
-        "CLUSTERDOWN",
-        "OOM",
-        "MISCONF",
-        "NOAUTH",
-        "NOPERM",
-        "WRONGPASS",
-    )
-)
-
-
-class ScriptFailed(Exception):
-    """The limit script answered with an error: the request is refused, the limiter stays up."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -94,7 +78,7 @@ class RateLimiter:
         self.fail_closed = fail_closed
         self.backend_up = self.redis is not None
         self.lease_ms = int(lease_seconds * 1000)
-        self.on_script_error = None  # called once per script error reply (a metric)
+        self.scripts = ScriptCaller(self.redis, self._redis_failed, self._redis_answered)
         self._retry_at = 0.0
         self._on_backend_change = on_backend_change
         # tenant -> (monotonic deadline, decision): a refused tenant is refused locally for a moment,
@@ -109,6 +93,8 @@ class RateLimiter:
         # (tenant, minute) -> [requests, tokens] corrections not yet sent (CORRECTION_DELAY_SECONDS)
         self._corrections: dict[tuple[str, int], list[int]] = {}
         self._correcting: asyncio.TimerHandle | None = None
+        self.grants = Grants(self._pend, self._give_back, self._ask_slice)
+        self._sweeping: asyncio.TimerHandle | None = None
 
     def _set_backend(self, up: bool, problem: str = "") -> None:
         if up != self.backend_up:
@@ -143,32 +129,16 @@ class RateLimiter:
     def _redis_usable(self) -> bool:
         return self.redis is not None and (not self._retry_at or time.monotonic() >= self._retry_at)
 
-    async def _run(self, name: str, keys: tuple[str, ...], args: tuple) -> object:
-        """One script call; RedisError when Redis is away, ScriptFailed when the script refused its input."""
-        text, sha = SCRIPTS[name]
-        try:
-            try:
-                result = await self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
-            except RedisReplyError as exc:
-                if exc.code != "NOSCRIPT":
-                    raise
-                # A new or restarted Redis has not seen the script yet: EVAL runs it and caches it there.
-                result = await self.redis.call("EVAL", text, len(keys), *keys, *args)
-        except RedisReplyError as exc:
-            if exc.code in UNAVAILABLE:
-                raise RedisError(str(exc)) from None
-            if self.on_script_error is not None:
-                self.on_script_error()
-            LOG.error("rate-limit script %s failed; refusing this request", name, extra={"problem": str(exc)})
-            raise ScriptFailed(str(exc)) from None
+    def _redis_answered(self) -> None:
         self._retry_at = 0.0
         self._set_backend(True)
-        return result
 
     def _redis_failed(self, exc: RedisError) -> None:
         # Do not pay a connect timeout on every request while Redis is away: retry once a second.
         self._retry_at = time.monotonic() + 1.0
         self._set_backend(False, str(exc))
+        for tenant, lease in self.grants.forget():
+            self._held.get(tenant, set()).discard(lease)
 
     async def admit(
         self, tenant: str, rpm: int | None, tpm: int | None, cost: int, cap: int, max_queue: int
@@ -185,9 +155,14 @@ class RateLimiter:
         bucket = now_ms // WINDOW_MS
         limits = (-1 if rpm is None else rpm, -1 if tpm is None else tpm, cost)
         if self._redis_usable():
+            shape, now = (rpm, tpm, cap), time.monotonic()
+            lease = self.grants.take(tenant, bucket, shape, cost, now)
+            if lease is not None:
+                self.grants.after_admission(tenant, bucket, shape, cost, now)
+                return ALLOW, Admission(tenant, cost, bucket, lease, True, shared=True)
             lease = self._lease_prefix + str(next(self._lease_ids))
             try:
-                result = await self._run(
+                result = await self.scripts.run(
                     "admit",
                     (*window_keys(tenant, bucket), *_slot_keys(tenant)),
                     (now_ms, WINDOW_MS, *limits, cap, max_queue, self.lease_ms, lease),
@@ -201,6 +176,8 @@ class RateLimiter:
                 holding = int(result[5]) == 1
                 if holding:
                     self._hold(tenant, lease)
+                if holding or not cap:
+                    self.grants.after_admission(tenant, bucket, shape, cost, now)
                 return decision, Admission(tenant, cost, bucket, lease, holding, shared=True)
         if self.redis is not None and self.fail_closed:
             return None
@@ -237,7 +214,7 @@ class RateLimiter:
                 except TimeoutError:
                     pass
                 try:
-                    granted = await self._run("claim", _slot_keys(tenant), (cap, self.lease_ms, lease))
+                    granted = await self.scripts.run("claim", _slot_keys(tenant), (cap, self.lease_ms, lease))
                 except ScriptFailed:
                     raise
                 except RedisError as exc:
@@ -271,34 +248,66 @@ class RateLimiter:
         if requests == 0 and tokens == 0 and not admission.lease:
             return
         tenant = admission.tenant
+        waiting = self._waiting.get(tenant)
+        if admission.holding and not waiting:
+            # The common case, kept cheap for Redis: the slot kept for the tenant's next request
+            # (limit_grants.py) or given back with a plain ZREM, and the count correction added to
+            # this replica's pending ones, sent for all requests together.
+            if admission.lease and not self.grants.keep(tenant, admission.lease, cap, time.monotonic()):
+                self._give_back(tenant, admission.lease)
+            if requests or tokens:
+                self._pend(tenant, admission.bucket, requests, tokens)
+            return
         held = self._held.get(tenant)
         if held is not None:
             held.discard(admission.lease)
-        waiting = self._waiting.get(tenant)
-        if admission.holding and not waiting:
-            # The common case, kept cheap for Redis: the slot back with a plain ZREM, and the count
-            # correction added to this replica's pending ones, sent for all requests together.
-            # Sent with the next admission's batch, or within SLOT_RELEASE_DELAY_SECONDS: a slot
-            # given back that much later only ever makes the cap stricter.
-            self.redis.defer(
-                SLOT_RELEASE_DELAY_SECONDS, "ZREM", _slot_keys(tenant)[0], admission.lease
-            ).add_done_callback(self._replied)
-            if requests or tokens:
-                pending = self._corrections.get((tenant, admission.bucket))
-                if pending is None:
-                    pending = self._corrections[(tenant, admission.bucket)] = [0, 0]
-                pending[0] += requests
-                pending[1] += tokens
-                if self._correcting is None:
-                    loop = asyncio.get_running_loop()
-                    self._correcting = loop.call_later(CORRECTION_DELAY_SECONDS, self._correct)
-            return
         waiter = next(iter(waiting)) if admission.holding and waiting else ""
         keys = (*_slot_keys(tenant), *window_keys(tenant, admission.bucket)[::2])
         args = (requests, tokens, WINDOW_MS, cap, self.lease_ms, admission.lease, waiter)
         # Sent without a task of its own (one per request on the hot path costs more than the call):
         # the reply is handled in a callback.
-        self._send("finish", keys, args, lambda handed: self._handed(tenant, waiter, handed))
+        self.scripts.send("finish", keys, args, lambda handed: self._handed(tenant, waiter, handed))
+
+    def _pend(self, tenant: str, bucket: int, requests: int, tokens: int) -> None:
+        """Add to the minute's counts with the next corrections (CORRECTION_DELAY_SECONDS)."""
+        pending = self._corrections.get((tenant, bucket))
+        if pending is None:
+            pending = self._corrections[(tenant, bucket)] = [0, 0]
+        pending[0] += requests
+        pending[1] += tokens
+        if self._correcting is None:
+            self._correcting = asyncio.get_running_loop().call_later(CORRECTION_DELAY_SECONDS, self._correct)
+
+    def _give_back(self, tenant: str, lease: str) -> None:
+        held = self._held.get(tenant)
+        if held is not None:
+            held.discard(lease)
+        # Sent with the next admission's batch, or within SLOT_RELEASE_DELAY_SECONDS: a slot given
+        # back that much later only ever makes the cap stricter.
+        self.redis.defer(SLOT_RELEASE_DELAY_SECONDS, "ZREM", _slot_keys(tenant)[0], lease).add_done_callback(
+            self.scripts.replied
+        )
+
+    def _ask_slice(self, tenant: str, bucket: int, shape: tuple, requests: int, tokens: int) -> None:
+        now_ms = int(time.time() * 1000)
+        if now_ms // WINDOW_MS != bucket:
+            return  # the minute turned since the admission: its next one asks for the new minute
+        rpm, tpm, _ = shape
+        keys = (*window_keys(tenant, bucket), *_slot_keys(tenant))
+        args = (now_ms, WINDOW_MS, -1 if rpm is None else rpm, -1 if tpm is None else tpm, requests, tokens)
+        self.scripts.send(
+            "reserve",
+            keys,
+            args,
+            lambda reply: self.grants.granted(tenant, bucket, shape, requests, tokens, reply, time.monotonic()),
+        )
+        if self._sweeping is None:
+            self._sweeping = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeping = None
+        if self.grants.sweep(time.monotonic()):
+            self._sweeping = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self._sweep)
 
     def _correct(self) -> list[asyncio.Future]:
         """Send the pending count corrections, one script call per tenant and minute."""
@@ -308,15 +317,10 @@ class RateLimiter:
         for (tenant, bucket), (requests, tokens) in corrections.items():
             if requests or tokens:
                 keys = (*_slot_keys(tenant), *window_keys(tenant, bucket)[::2])
-                sent.append(self._send("finish", keys, (requests, tokens, WINDOW_MS, 0, self.lease_ms, "", ""), None))
+                sent.append(
+                    self.scripts.send("finish", keys, (requests, tokens, WINDOW_MS, 0, self.lease_ms, "", ""), None)
+                )
         return sent
-
-    def _replied(self, future: asyncio.Future) -> None:
-        exc = future.exception()
-        if isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
-            LOG.error("giving back a concurrency slot failed", extra={"problem": str(exc)})
-        elif exc is not None:
-            self._redis_failed(exc)
 
     def _handed(self, tenant: str, waiter: str, handed) -> None:
         if handed == 1:
@@ -326,33 +330,6 @@ class RateLimiter:
             if wake is not None and not wake.done():
                 wake.set_result(None)
 
-    def _send(self, name: str, keys: tuple, args: tuple, done, retried: bool = False) -> asyncio.Future:
-        """A script call whose reply goes to `done`; NOSCRIPT is retried with EVAL, errors are logged."""
-        text, sha = SCRIPTS[name]
-        future = (
-            self.redis.call("EVAL", text, len(keys), *keys, *args)
-            if retried
-            else self.redis.call("EVALSHA", sha, len(keys), *keys, *args)
-        )
-
-        def replied(future: asyncio.Future) -> None:
-            exc = future.exception()
-            if exc is None:
-                if done is not None:
-                    done(future.result())
-            elif isinstance(exc, RedisReplyError) and exc.code == "NOSCRIPT" and not retried:
-                self._send(name, keys, args, done, retried=True)
-            elif isinstance(exc, RedisReplyError) and exc.code not in UNAVAILABLE:
-                if self.on_script_error is not None:
-                    self.on_script_error()
-                LOG.error("rate-limit script %s failed", name, extra={"problem": str(exc)})
-            else:
-                # The slot comes free when its lease expires; the count correction is lost.
-                self._redis_failed(exc)
-
-        future.add_done_callback(replied)
-        return future
-
     async def _renew_forever(self) -> None:
         while True:
             await asyncio.sleep(self.lease_ms / 3000)
@@ -360,18 +337,30 @@ class RateLimiter:
                 if not leases:
                     del self._held[tenant]
                     continue
+                renewing = tuple(leases)  # the set changes while the call is out
                 try:
-                    await self._run("renew", _slot_keys(tenant)[:1], (self.lease_ms, *leases))
+                    renewed = await self.scripts.run("renew", _slot_keys(tenant)[:1], (self.lease_ms, *renewing))
                 except (RedisError, ScriptFailed) as exc:
                     LOG.warning("could not renew concurrency leases", extra={"tenant": tenant, "problem": str(exc)})
+                    continue
+                if int(renewed) < len(renewing):
+                    # Redis lost some (restarted or flushed), or renewed one in the ms it was taken
+                    # (ZADD CH counts no change): a kept lease must not admit anyone again.
+                    for lease in self.grants.lost(tenant):
+                        self._give_back(tenant, lease)
 
     async def close(self) -> None:
         if self._renewer is not None:
             self._renewer.cancel()
         if self._correcting is not None:
             self._correcting.cancel()
-        if self.redis is not None and self._corrections:
-            # What is still pending belongs in the window: send it before the connection goes.
-            await asyncio.wait(self._correct(), timeout=1.0)
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+        if self.redis is not None and self._redis_usable():
+            for tenant in list(self.grants.by_tenant):
+                self.grants.retire(tenant)  # the unused slice and idle leases go back
+            # What is still pending belongs in the window: send it before the connection goes. The
+            # PING's reply comes after those of the slots given back, which ride in its batch.
+            await asyncio.wait([*self._correct(), self.redis.call("PING")], timeout=1.0)
         if self.redis is not None:
             await self.redis.close()
