@@ -14,9 +14,10 @@ Why the limits stay exact across replicas: a slice is counted in Redis before an
 it, within the same minute; and Redis grants one only while the tenant's window plus the slice is
 at most half its limit, and idle leases only while at most half the cap is held and nobody queues.
 Near a limit every request is checked by Redis, as without reserves. What it costs: a replica
-whose traffic for the tenant stops holds at most a RESERVE_FRACTION of each limit (and its idle
-leases) unused for at most GRANT_SECONDS, so the minute's counts in Redis run ahead of what was
-admitted by that much, and other replicas may refuse a request that much early in that time.
+asks for more only when less than half its slice is left, so it holds at most one and a half
+slices unused; the minute's counts in Redis run ahead of what was admitted by that much, and a
+replica whose traffic for the tenant stops gives it back within GRANT_SECONDS (plus a sweep), in
+which time other replicas may refuse a request that much early.
 A quiet tenant (under GRANT_MIN_RATE) never gets a reserve: each request is counted exactly.
 """
 
@@ -88,7 +89,8 @@ class Grants:
         return lease
 
     def after_admission(self, tenant: str, bucket: int, limits: Limits, cost: int, now: float) -> None:
-        """Ask for a slice when the tenant is busy enough and its slice is low (or about to lapse)."""
+        """Ask for a slice when the tenant is busy enough and its slice is low; when it is about to
+        lapse with enough left, ask for nothing more, to keep it."""
         rpm, tpm, _ = limits
         want_requests = 0 if rpm is None else rpm // RESERVE_FRACTION
         want_tokens = 0 if tpm is None else tpm // RESERVE_FRACTION
@@ -101,8 +103,12 @@ class Grants:
             low = (rpm is not None and grant.requests * 2 < want_requests) or (
                 tpm is not None and grant.tokens * 2 < want_tokens
             )
-            if not low and now < grant.expires - GRANT_SECONDS / 2:
-                return
+            if not low:
+                if now < grant.expires - GRANT_SECONDS / 2:
+                    return
+                # Still enough left, about to lapse: keep it (and hear how busy the slots are)
+                # without reserving more, so what sits unused stays within one slice.
+                want_requests = want_tokens = 0
         else:
             if grant is not None and (now < grant.asking_until or now < grant.retry_at):
                 return
