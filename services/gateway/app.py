@@ -45,6 +45,7 @@ class Gateway:
             settings.lease_seconds,
             on_backend_change=lambda up: metrics.backend_up.set(int(up)),
             redis_timeout=settings.redis_timeout_seconds,
+            reserve_min_rate=settings.reserve_min_rate,
         )
         self.limiter.scripts.on_error = metrics.script_errors.inc
         metrics.backend_up.set(1 if settings.redis_url else 0)

@@ -2,9 +2,10 @@
 admitted without a round trip to Redis.
 
 One request at a time, the round trip to Redis is most of what the gateway adds to a request (two
-process wake-ups and a script, on the request's path). So a replica that admits GRANT_MIN_RATE or
-more of a tenant's requests in a second reserves a slice of each rate limit (a RESERVE_FRACTION of
-it) in Redis, counted in the current minute as if admitted, and admits from that slice locally.
+process wake-ups and a script, on the request's path). So a replica that admits GRANT_MIN_RATE
+(`GATEWAY_RESERVE_MIN_RATE`) or more of a tenant's requests in a second reserves a slice of each
+rate limit (a RESERVE_FRACTION of it) in Redis, counted in the current minute as if admitted, and
+admits from that slice locally.
 The slice is topped up before it runs out; what is left unused goes back when the minute ends, the
 limits change, or GRANT_SECONDS pass without a top-up. Slots: while a reserve is held, a finished
 request's lease stays held (and renewed) for the tenant's next request instead of being given
@@ -18,14 +19,15 @@ asks for more only when less than half its slice is left, so it holds at most on
 slices unused; the minute's counts in Redis run ahead of what was admitted by that much, and a
 replica whose traffic for the tenant stops gives it back within GRANT_SECONDS (plus a sweep), in
 which time other replicas may refuse a request that much early.
-A quiet tenant (under GRANT_MIN_RATE) never gets a reserve: each request is counted exactly.
+A quiet tenant (under the rate) never gets a reserve: each request is counted exactly, as with
+the rate set to 0.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-GRANT_MIN_RATE = 50  # admissions in one second at this replica before it reserves
+GRANT_MIN_RATE = 50  # the default of admissions in one second at this replica before it reserves
 GRANT_SECONDS = 1.0
 RESERVE_FRACTION = 64  # a slice is this fraction of a limit (1/64)
 POOL_SHARE = 8  # idle leases kept: at most the cap divided by this
@@ -55,8 +57,10 @@ class Grants:
     `release(tenant, lease)` gives a slot back, `ask(tenant, bucket, limits, requests, tokens)` asks
     Redis for a slice and calls `granted` with its reply."""
 
-    def __init__(self, adjust, release, ask) -> None:
+    def __init__(self, adjust, release, ask, min_rate: int = GRANT_MIN_RATE) -> None:
+        """`min_rate`: admissions of a tenant in one second before a slice is asked for; 0: never."""
         self._adjust, self._release, self._ask = adjust, release, ask
+        self.min_rate = min_rate
         self.by_tenant: dict[str, Grant] = {}
         self._busy: dict[str, list[int]] = {}  # tenant -> [second, admissions in it]
 
@@ -91,6 +95,8 @@ class Grants:
     def after_admission(self, tenant: str, bucket: int, limits: Limits, cost: int, now: float) -> None:
         """Ask for a slice when the tenant is busy enough and its slice is low; when it is about to
         lapse with enough left, ask for nothing more, to keep it."""
+        if not self.min_rate:
+            return
         rpm, tpm, _ = limits
         want_requests = 0 if rpm is None else rpm // RESERVE_FRACTION
         want_tokens = 0 if tpm is None else tpm // RESERVE_FRACTION
@@ -117,7 +123,7 @@ class Grants:
             if busy is None or busy[0] != second:
                 busy = self._busy[tenant] = [second, 0]
             busy[1] += 1
-            if busy[1] < GRANT_MIN_RATE:
+            if busy[1] < self.min_rate:
                 return
             if len(self._busy) > 4096:
                 self._busy = {t: b for t, b in self._busy.items() if b[0] == second}

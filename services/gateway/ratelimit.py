@@ -39,7 +39,7 @@ import os
 import random
 import time
 
-from services.gateway.limit_grants import SWEEP_SECONDS, Grants
+from services.gateway.limit_grants import GRANT_MIN_RATE, SWEEP_SECONDS, Grants
 from services.gateway.limit_scripts import ScriptCaller, ScriptFailed
 from services.gateway.limit_window import ALLOW, WINDOW_MS, Admission, Decision, LocalWindow, window_keys
 from services.gateway.redis_client import RedisClient, RedisError
@@ -71,8 +71,10 @@ class RateLimiter:
         lease_seconds: float = 15.0,
         on_backend_change=None,
         redis_timeout: float = 0.25,
+        reserve_min_rate: int = GRANT_MIN_RATE,
     ) -> None:
-        """`redis_timeout`: Redis must answer a batch of calls within it, or the request goes on without it."""
+        """`redis_timeout`: Redis must answer a batch of calls within it, or the request goes on without it.
+        `reserve_min_rate`: a tenant's admissions a second that make this replica reserve (0: never)."""
         self.redis = RedisClient(redis_url, redis_timeout) if redis_url else None
         self.local = LocalWindow()
         self.fail_closed = fail_closed
@@ -93,7 +95,7 @@ class RateLimiter:
         # (tenant, minute) -> [requests, tokens] corrections not yet sent (CORRECTION_DELAY_SECONDS)
         self._corrections: dict[tuple[str, int], list[int]] = {}
         self._correcting: asyncio.TimerHandle | None = None
-        self.grants = Grants(self._pend, self._give_back, self._ask_slice)
+        self.grants = Grants(self._pend, self._give_back, self._ask_slice, reserve_min_rate)
         self._sweeping: asyncio.TimerHandle | None = None
 
     def _set_backend(self, up: bool, problem: str = "") -> None:

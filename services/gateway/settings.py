@@ -48,6 +48,10 @@ class GatewaySettings(BaseSettings):
     drain_seconds: float = Field(default=30.0, ge=0)
     # A replica's concurrency slots in Redis expire this long after it stops renewing them (it died).
     lease_seconds: float = Field(default=15.0, ge=1)
+    # A replica reserves a slice of a tenant's limits once it admits this many of the tenant's
+    # requests in a second, and admits from it without asking Redis (limit_grants.py); 0: never,
+    # every request is checked and counted in Redis as it comes.
+    reserve_min_rate: int = Field(default=50, ge=0)
     # Client connections: a request's head and body must arrive within request_timeout_seconds;
     # an idle keep-alive connection closes after keep_alive_seconds; above max_connections new
     # requests get 503; a request head over max_header_bytes or max_headers headers gets 431.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import time
 
@@ -49,6 +50,15 @@ def in_fresh_minute(seconds_needed: float = 15) -> None:
 
 def post(url: str, body: dict, headers=AUTH, **kwargs) -> httpx.Response:
     return httpx.post(f"{url}{CHAT}", headers=headers, json=body, timeout=30, **kwargs)
+
+
+@contextlib.contextmanager
+def replicas(config, redis_url: str, threads: int, count: int = 3, **settings):
+    """`count` gateways on one tenants document and one Redis, and a thread pool to load them: their urls."""
+    with contextlib.ExitStack() as stack:
+        urls = [stack.enter_context(gateway(config, redis_url, **settings)).url for _ in range(count)]
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(threads))
+        yield urls, pool
 
 
 @pytest.fixture
@@ -332,13 +342,7 @@ def test_the_concurrency_cap_holds_across_three_gateways(tmp_path, redis):
     cap = 3
     with ScriptedUpstream(slow_json(0.3)) as upstream:
         config = one_tenant(tmp_path, upstream.url, "shared-cap", maxConcurrency=cap, maxQueue=100)
-        with (
-            gateway(config, redis.url, redis_timeout_seconds=3) as g1,
-            gateway(config, redis.url, redis_timeout_seconds=3) as g2,
-            gateway(config, redis.url, redis_timeout_seconds=3) as g3,
-            concurrent.futures.ThreadPoolExecutor(24) as pool,
-        ):
-            urls = [g1.url, g2.url, g3.url]
+        with replicas(config, redis.url, 24, redis_timeout_seconds=3) as (urls, pool):
             body = {"model": "llama", "messages": [], "max_tokens": 1}
             codes = list(pool.map(lambda i: post(urls[i % 3], body).status_code, range(24)))
     assert codes == [200] * 24
@@ -348,13 +352,9 @@ def test_the_concurrency_cap_holds_across_three_gateways(tmp_path, redis):
 def test_the_queue_bound_holds_across_gateways(tmp_path, redis):
     with ScriptedUpstream(slow_json(3.0)) as upstream:
         config = one_tenant(tmp_path, upstream.url, "shared-queue", maxConcurrency=2, maxQueue=2)
-        with (
-            gateway(config, redis.url, redis_timeout_seconds=3) as g1,
-            gateway(config, redis.url, redis_timeout_seconds=3) as g2,
-            concurrent.futures.ThreadPoolExecutor(10) as pool,
-        ):
+        with replicas(config, redis.url, 10, count=2, redis_timeout_seconds=3) as (urls, pool):
             body = {"model": "llama", "messages": [], "max_tokens": 1}
-            codes = list(pool.map(lambda i: post([g1.url, g2.url][i % 2], body).status_code, range(10)))
+            codes = list(pool.map(lambda i: post(urls[i % 2], body).status_code, range(10)))
     assert sorted(codes) == [200] * 4 + [429] * 6, codes
     assert upstream.peak == 2
 

@@ -114,3 +114,22 @@ def test_kept_leases_that_redis_lost_are_never_reused(redis):
             await limiter.close()
 
     asyncio.run(run())
+
+
+def test_with_reserves_off_every_admission_is_counted_as_it_comes(redis):
+    in_fresh_minute(5)
+    rpm, tenant = 64 * 1000, f"off-{random.getrandbits(32)}"
+    client = redis_py.Redis.from_url(redis.url)
+
+    async def run() -> None:
+        limiter = RateLimiter(redis.url, fail_closed=True, reserve_min_rate=0)
+        try:
+            for admitted in range(1, 3 * GRANT_MIN_RATE):
+                _, admission = await limiter.admit(tenant, rpm, None, 1, 8, 8)
+                assert client.get(window_keys(tenant, admission.bucket)[0]) == str(admitted).encode()
+                limiter.finish(admission, 1, True, 8)
+            assert not limiter.grants.by_tenant
+        finally:
+            await limiter.close()
+
+    asyncio.run(run())
