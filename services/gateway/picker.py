@@ -134,6 +134,7 @@ class Picker:
         self.sessions: OrderedDict[bytes, str] = OrderedDict()  # session id -> the pod it last went to
         self.metrics = PickerMetrics(registry)
         self._turns: dict[str, itertools.count] = {}
+        self._last: dict[str, str] = {}  # worker URL -> the pod its last request went to
         self.session_header = settings.session_header.lower().encode()
         self._scorer_children = {
             name: self.metrics.child(self.metrics.score, name) for name in ("prefix", "session", "spread", "load", "kv")
@@ -240,14 +241,21 @@ class Picker:
             # that just finished two gets the next two arrivals, and their prefills queue.
             near = [p for p in ranked if p.load <= bound]
             if len(near) > 1:
-                near.sort(key=lambda p: p.url)
-                turn = self._turns.get(upstream)
-                if turn is None:
-                    turn = self._turns[upstream] = itertools.count()
-                chosen = near[next(turn) % len(near)]
+                last = self.pods.get(self._last.get(upstream, ""))
+                if not hashes and last in near and not any(p.load for p in near):
+                    # A prompt too short to hash has no cache to be near, and with every pod idle
+                    # no queue to avoid: the pod that served last (a warm process) serves it.
+                    chosen = last
+                else:
+                    near.sort(key=lambda p: p.url)
+                    turn = self._turns.get(upstream)
+                    if turn is None:
+                        turn = self._turns[upstream] = itertools.count()
+                    chosen = near[next(turn) % len(near)]
                 ranked.remove(chosen)
                 ranked.insert(0, chosen)
                 best = chosen
+        self._last[upstream] = best.url
         if policy == "prefix" and session:
             self._remember(session, best.url)
         if hashes:

@@ -209,3 +209,38 @@ def test_a_session_keeps_its_pod_against_a_stale_scrape_within_the_load_bound() 
         ordered, pod = picker.choose("acme", "prefix", [("w", "http://w")], body, headers)
         picker.done(pod)
         assert ordered[0][1] == home
+
+
+def test_a_prompt_too_short_to_hash_stays_on_a_warm_pod_only_while_every_pod_is_idle() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.gateway.picker import Picker, PickerSettings
+
+    urls = [f"http://10.0.0.{i}:8000" for i in range(1, 5)]
+    picker = Picker(PickerSettings(), lambda url: urls, CollectorRegistry())
+    short = {"model": "llama", "messages": [{"role": "user", "content": "hello"}]}
+
+    def first(body) -> tuple[str, object]:
+        ordered, pod = picker.choose("acme", "prefix", [("w", "http://w")], body, {})
+        return ordered[0][1], pod
+
+    # One at a time: nothing to cache and no queue anywhere, so the same (warm) pod.
+    served = set()
+    for _ in range(10):
+        url, pod = first(short)
+        picker.done(pod)
+        served.add(url)
+    assert len(served) == 1
+    # With requests in flight, short prompts are spread in turn again.
+    held = [first(short) for _ in range(8)]
+    assert {url for url, _ in held} == set(urls)
+    for _, pod in held:
+        picker.done(pod)
+    # Prompts long enough to hash are spread in turn even one at a time (their blocks are cached
+    # where they go, and spreading them spreads the caches).
+    spread = set()
+    for i in range(4):
+        url, pod = first({"model": "llama", "messages": [{"role": "user", "content": f"{i} " + "word " * 300}]})
+        picker.done(pod)
+        spread.add(url)
+    assert len(spread) == 4
