@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,15 @@ KEYS = {"acme": "sk-acme-primary-0001", "acme2": "sk-acme-secondary-0002", "glob
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def eventually(check, message: str, seconds: float = 5.0, interval: float = 0.05):
+    """Poll `check()` until it gives something true (returned), failing with `message` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (found := check()):
+        assert time.monotonic() < deadline, message
+        time.sleep(interval)
+    return found
 
 
 def tenant(keys, models, upstreams, routes, **limits):

@@ -8,10 +8,11 @@ import socket
 import threading
 import time
 
+import httpx
 import pytest
 
 from services.gateway.process import gateway
-from tests.services.gateway.conftest import KEYS
+from tests.services.gateway.conftest import KEYS, eventually
 from tests.services.gateway.test_gateway_bounds import conversation, raw_exchange
 from tests.services.gateway.test_gateway_limits import one_tenant
 
@@ -118,6 +119,8 @@ def test_connections_over_the_cap_get_an_openai_shaped_503_with_retry_after(tmp_
         finally:
             for sock in held:
                 sock.close()
+        # Once the held connections close, their places come back.
+        eventually(lambda: httpx.get(f"{gw.url}/healthz").status_code == 200, "the connection cap never freed up")
     assert status == 503 and headers[b"retry-after"] == b"1" and headers[b"connection"] == b"close"
     assert assert_openai_error(status, headers, body)["code"] == "server_overloaded"
 
