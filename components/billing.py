@@ -30,6 +30,7 @@ the `max` de-duplication below, hide its own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,13 @@ def token_increase(gateway_namespace: str) -> str:
     return f"({now} - {before}) >= 0 or {now} < {before} or ({now} unless {before})"
 
 
-def billing_group(gateway_namespace: str, tenants: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """The per-minute billing samples; `tenants` maps a tenant to (tier, cost center)."""
+def billing_group(
+    gateway_namespace: str, tenants: dict[str, tuple[str, str]], after: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """The per-minute billing samples, then the rules in `after` that read them at the same instant.
+
+    `tenants` maps a tenant to (tier, cost center).
+    """
     info = [
         {"record": TENANT_BILLING_INFO, "expr": "vector(1)", "labels": {"tenant": t, "tier": tier, "cost_center": cc}}
         for t, (tier, cc) in sorted(tenants.items())
@@ -106,6 +112,7 @@ def billing_group(gateway_namespace: str, tenants: dict[str, tuple[str, str]]) -
             {"record": BILLED_GPUS, "expr": f"sum by (tenant, namespace) ({held_gpus()} {TENANT_JOIN})"},
             {"record": BILLED_TOKENS, "expr": f"sum by (tenant, kind) ({token_increase(gateway_namespace)})"},
             *info,
+            *after,
         ],
     }
 

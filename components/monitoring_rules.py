@@ -93,8 +93,13 @@ def gateway_group() -> dict[str, Any]:
     return {"name": "platform-gateway", "rules": rules}
 
 
-def chargeback_group(pricing: Pricing, tier_of: dict[str, str]) -> dict[str, Any]:
-    """Per-tenant prices as constant series, then what the trailing hour cost, from the billing integrals."""
+def chargeback_rules(pricing: Pricing, tier_of: dict[str, str]) -> list[dict[str, Any]]:
+    """Per-tenant prices as constant series, then what the trailing hour cost, from the billing integrals.
+
+    They run in the billing group, after its samples: rules within a group are evaluated in order
+    at one timestamp, while separate groups run on their own timers, so a cost rule in another
+    group could read the hour's integral with or without the sample recorded at that instant.
+    """
     rules = []
     for tenant, tier in sorted(tier_of.items()):
         price = billing.prices(pricing, tier)
@@ -106,7 +111,7 @@ def chargeback_group(pricing: Pricing, tier_of: dict[str, str]) -> dict[str, Any
         _record("tenant:token_cost_per_hour:sum", billing.token_cost("1h")),
         _record("tenant:cost_per_hour:sum", billing.cost("1h")),
     ]
-    return {"name": "platform-chargeback", "rules": rules}
+    return rules
 
 
 def _alert(name: str, expr: str, duration: str, severity: str, summary: str, description: str) -> dict[str, Any]:
@@ -198,8 +203,9 @@ def rule_groups(
         inference_group(),
         gateway_group(),
         billing.billing_group(
-            gateway_namespace, {tenant: (tier, cost_centers.get(tenant, "")) for tenant, tier in tier_of.items()}
+            gateway_namespace,
+            {tenant: (tier, cost_centers.get(tenant, "")) for tenant, tier in tier_of.items()},
+            chargeback_rules(pricing, tier_of),
         ),
-        chargeback_group(pricing, tier_of),
         alerts_group(thresholds, gateway_namespace),
     ]

@@ -21,7 +21,7 @@ import yaml
 from typer.testing import CliRunner
 
 from components import billing
-from components.monitoring_rules import chargeback_group, rule_groups
+from components.monitoring_rules import chargeback_rules, rule_groups
 from infra.cli import app
 from infra.config import Pricing, Thresholds
 from tests.monitoring.backfill import SCRAPE_SECONDS, backfilled_prometheus, counter, eval_phase, gauge
@@ -154,11 +154,9 @@ def _iso(t: float) -> str:
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
     work = tmp_path_factory.mktemp("billing")
-    # The price series join the billing group, so that both are evaluated at the same offset.
-    group = billing.billing_group(GATEWAY_NS, TIERS)
-    prices = chargeback_group(PRICING, {t: tier for t, (tier, _) in TIERS.items()})["rules"]
-    group["rules"] += [r for r in prices if r["record"].startswith("platform:")]
-    groups = [group]
+    # The billing samples and the price series, as the billing group records them.
+    prices = chargeback_rules(PRICING, {t: tier for t, (tier, _) in TIERS.items()})
+    groups = [billing.billing_group(GATEWAY_NS, TIERS, [r for r in prices if r["record"].startswith("platform:")])]
     with backfilled_prometheus(work, SERIES, groups, *HISTORY) as url:
         # An evaluation on a scrape mark would make the figures below depend on inclusive bounds.
         assert eval_phase(url, billing.BILLED_GPUS, S + H) % SCRAPE_SECONDS > 0.001
@@ -249,7 +247,7 @@ def test_recording_rules_and_dashboard_use_the_same_integral(prometheus):
     # Queried just after window 1's last evaluation, while the price series' last sample is within
     # the test server's 15 s lookback; the hour before it holds the same 60 billing samples.
     at = S + H - 60 + eval_phase(prometheus, billing.BILLED_GPUS, S + H) + 1
-    rules = {r["record"]: r["expr"] for r in chargeback_group(PRICING, {"acme": "gold"})["rules"]}
+    rules = {r["record"]: r["expr"] for r in chargeback_rules(PRICING, {"acme": "gold"})}
     assert query(prometheus, rules["tenant:cost_per_hour:sum"], at) == pytest.approx(COST1, abs=1e-6)
     dashboard = json.loads(next(p for p in DASHBOARDS if p.stem == "tenant").read_text())
     (panel,) = [p for p in dashboard["panels"] if p["title"] == "Cost over the range"]
@@ -270,3 +268,23 @@ def test_all_rule_groups_load_in_prometheus(tmp_path):
     # The billing group's PromQL (or/unless, offsets) must be accepted as the PrometheusRule is.
     groups = rule_groups({"acme": "acme"}, {"acme": "gold"}, Thresholds(), PRICING, GATEWAY_NS, {"acme": "cc-1"})
     assert any(g["name"] == "platform-billing" and g["interval"] == "1m" for g in groups)
+
+
+def test_rules_reading_the_billing_samples_follow_them_in_their_group():
+    # Groups run on their own timers; only order within a group says a rule sees the sample recorded
+    # at its own instant. A cost rule elsewhere would integrate 59 or 60 samples, at random.
+    groups = rule_groups({"acme": "acme"}, {"acme": "gold"}, Thresholds(), PRICING, GATEWAY_NS)
+    samples = (billing.BILLED_GPUS, billing.BILLED_TOKENS)
+    readers = 0
+    for group in groups:
+        recorded: list[str] = []
+        for rule in group["rules"]:
+            read = [s for s in samples if s in rule["expr"]]
+            if read:
+                readers += 1
+                assert group["name"] == "platform-billing", (
+                    f"{rule.get('record', rule.get('alert'))} in {group['name']}"
+                )
+                assert all(s in recorded for s in read), f"{rule.get('record')} comes before a sample it reads"
+            recorded.append(rule.get("record", ""))
+    assert readers >= 3
