@@ -10,7 +10,10 @@ running sequences (prompt plus generated tokens). Cached blocks that no running 
 free to evict, so they do not count as used. A running sequence's full prompt blocks are the cached
 blocks themselves (shared, as in vLLM); only its other tokens (the partial last block and what it
 generates) take room from the cache, and cached blocks are then evicted least recently used first.
-A running sequence's blocks were touched last, so they are the last to go.
+A running sequence's blocks were touched last, so they are the last to go. A prompt's blocks are
+touched last block first, so within a chain the tail is evicted before its prefix (vLLM frees a
+request's blocks in reverse order for this reason, and SGLang's radix cache evicts leaves first):
+evicting a chain's first block would make every block after it unreachable while it still takes room.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ class PrefixCache:
 
     def lookup(self, hashes: list[int], prompt_tokens: int) -> int:
         """Cached tokens at the start of this prompt; the blocks found become most recently used."""
+        blocks = self._blocks
         found = 0
         for h in hashes:
-            if h not in self._blocks:
+            if h not in blocks:
                 break
-            self._blocks.move_to_end(h)
             found += 1
+        for h in reversed(hashes[:found]):
+            blocks.move_to_end(h)
         cached = found * self.block_size
         self.queries += prompt_tokens
         self.hits += cached
@@ -55,7 +60,7 @@ class PrefixCache:
     def insert(self, hashes: list[int]) -> None:
         """Keep the prompt's blocks after its prefill, evicting the least recently used beyond capacity."""
         room = self.capacity_blocks - (self.private_tokens + self.block_size - 1) // self.block_size
-        for h in hashes:
+        for h in reversed(hashes):
             self._blocks[h] = None
             self._blocks.move_to_end(h)
         while self._blocks and len(self._blocks) > max(0, room):

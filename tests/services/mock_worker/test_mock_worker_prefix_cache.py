@@ -41,6 +41,17 @@ def test_lookup_counts_leading_blocks_and_lru_evicts_the_oldest() -> None:
     assert (cache.queries, cache.hits) == (32 * 5, 32 * 3)
 
 
+def test_eviction_takes_a_chains_tail_before_its_prefix() -> None:
+    # As in vLLM and SGLang: the blocks left are still a prefix that a later prompt can hit.
+    cache = PrefixCache(capacity_tokens=64, block_size=16)  # four blocks
+    history = block_hashes(list("abcdefgh" * 6), 16)  # three blocks
+    cache.insert(history)
+    cache.insert(block_hashes(list("ijklmnop" * 4), 16))  # five blocks wanted: one goes
+    assert cache.lookup(history, 48) == 32  # its last block went, not its first
+    longer = block_hashes(list("abcdefgh" * 6) + list("qrstuvwx" * 2), 16)
+    assert cache.lookup(longer, 64) == 32
+
+
 def test_running_sequences_take_room_from_the_cache() -> None:
     cache = PrefixCache(capacity_tokens=64, block_size=16)
     cache.hold(48, 48)  # e.g. generated tokens: none of them in a cached prompt block
@@ -69,12 +80,15 @@ def test_a_cached_prefix_is_prefilled_only_for_its_new_tokens() -> None:
         scraped = parse_metrics(worker.metrics_text())
         assert sample(scraped, "vllm:prefix_cache_queries_total", **LABELS) == 1600
         assert sample(scraped, "vllm:prefix_cache_hits_total", **LABELS) == 784
-        # Two other 800-token prompts need 100 blocks of the 125: the system prompt's 49 are evicted.
+        # Two other 800-token prompts want 100 of the 125 blocks, and the running one's generated
+        # token holds a block: of the 151 blocks wanted, the 27 least recently used go, the two
+        # 16-token tails and the system prompt's last 25 blocks. Its first 24 (384 tokens) are left,
+        # still a prefix: 416 tokens are prefilled again, not 800.
         chat(client, words("b", 800))
         chat(client, words("c", 800))
         again = chat(client, system + " " + words("q", 16))
-        assert again > 0.35, again
-        assert sample(parse_metrics(worker.metrics_text()), "vllm:prefix_cache_hits_total", **LABELS) == 784
+        assert warm * 2 < again < cold, (warm, again, cold)
+        assert sample(parse_metrics(worker.metrics_text()), "vllm:prefix_cache_hits_total", **LABELS) == 784 + 384
 
 
 @pytest.mark.parametrize("engine, name", [("vllm", "vllm:kv_cache_usage_perc"), ("sglang", "sglang:token_usage")])
