@@ -49,6 +49,10 @@ POD = [
     "--cache-tokens", "8000", "--block-size", "16", "--log-level", "warning",
 ]  # fmt: skip
 MAX_TOKENS = 24
+MEDIAN_KEYS = (
+    "ttft_p50_ms", "ttft_p99_ms", "e2e_p99_ms", "throughput_rps", "prefix_hit_rate",
+    "pods_ttft_mean_ms", "beyond_pods_ttft_mean_ms",
+)  # fmt: skip
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -58,15 +62,24 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def prefix_counts(url: str) -> tuple[float, float]:
+POD_SERIES = (
+    "vllm:prefix_cache_queries_total",
+    "vllm:prefix_cache_hits_total",
+    "vllm:time_to_first_token_seconds_sum",
+    "vllm:time_to_first_token_seconds_count",
+)
+
+
+def pod_counts(url: str) -> dict[str, float]:
+    """The pod's prefix-cache counters and its own time-to-first-token sum and count."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
         text = response.read().decode()
-    found = {"vllm:prefix_cache_queries_total": 0.0, "vllm:prefix_cache_hits_total": 0.0}
+    found = dict.fromkeys(POD_SERIES, 0.0)
     for line in text.splitlines():
         name = line.split("{", 1)[0]
         if name in found:
             found[name] += float(line.rsplit(" ", 1)[1])
-    return found["vllm:prefix_cache_queries_total"], found["vllm:prefix_cache_hits_total"]
+    return found
 
 
 @contextlib.contextmanager
@@ -123,11 +136,15 @@ def measure(name: str, workload: str, plan, work: Path, warmup: float) -> dict:
         urls = [p.url for p in pods]
         url, key = stack.enter_context(target(name, urls, work))
         results, wall = asyncio.run(run_open_loop(url, key, plan, MAX_TOKENS))
-        counts = [prefix_counts(u) for u in urls]
+        counts = [pod_counts(u) for u in urls]
     errors = sum(1 for r in results if r.status != 200 or r.ttft is None)
     # Requests that arrived while the caches were still cold are sent but not counted.
     ok = [r for item, r in zip(plan, results, strict=True) if item.at >= warmup and r.status == 200 and r.ttft]
-    queried, hit = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    total = {name: sum(c[name] for c in counts) for name in POD_SERIES}
+    queried, hit = total["vllm:prefix_cache_queries_total"], total["vllm:prefix_cache_hits_total"]
+    answered = [r.ttft for r in results if r.status == 200 and r.ttft]
+    first_tokens = max(1.0, total["vllm:time_to_first_token_seconds_count"])
+    pods_ttft = total["vllm:time_to_first_token_seconds_sum"] / first_tokens
     row = {
         "workload": workload,
         "target": name,
@@ -140,7 +157,12 @@ def measure(name: str, workload: str, plan, work: Path, warmup: float) -> dict:
         "e2e_mean_ms": 1000 * statistics.fmean([r.e2e for r in ok]) if ok else float("nan"),
         "throughput_rps": (len(results) - errors) / wall,
         "prefix_hit_rate": hit / queried if queried else 0.0,
-        "per_pod_queries": [round(c[0]) for c in counts],
+        # Over every request, warm-up included: the mean TTFT the pods themselves measured (queue,
+        # prefill, first token: what placement decides), and what the client saw beyond it (the
+        # router's own time, both ways, plus the client's and the pods' HTTP handling).
+        "pods_ttft_mean_ms": 1000 * pods_ttft,
+        "beyond_pods_ttft_mean_ms": 1000 * (statistics.fmean(answered) - pods_ttft) if answered else float("nan"),
+        "per_pod_queries": [round(c["vllm:prefix_cache_queries_total"]) for c in counts],
     }
     print(json.dumps(row), flush=True)
     return row
@@ -225,10 +247,7 @@ def main() -> None:
             for workload in args.workloads.split(","):
                 for name in targets:
                     mine = [r for r in rows if r["workload"] == workload and r["target"] == name]
-                    medians = {
-                        key: statistics.median(r[key] for r in mine)
-                        for key in ("ttft_p50_ms", "ttft_p99_ms", "e2e_p99_ms", "throughput_rps", "prefix_hit_rate")
-                    }
+                    medians = {key: statistics.median(r[key] for r in mine) for key in MEDIAN_KEYS}
                     print(json.dumps({"workload": workload, "target": name, "median_of_rounds": medians}), flush=True)
         latency = added_latency(args.c1_seconds, work) if args.c1_seconds and shutil.which("wrk") else None
     if args.out:
