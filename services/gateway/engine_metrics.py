@@ -71,6 +71,12 @@ async def fetch(url: str, timeout: float) -> bytes:
 async def scrape_once(picker: Picker, urls: set[str], timeout: float) -> None:
     async def one(url: str) -> None:
         pod = picker.pod(url)
+        # The engine counts this replica's requests as they were when it answered, some time
+        # between here and the reply: any of those in flight now, or sent meanwhile, may be in its
+        # count. Taking them all off keeps a request that finished during the scrape from showing
+        # as another client's load until the next scrape (which, at one request at a time, spread
+        # requests over idle pods).
+        inflight, sent = pod.inflight, pod.sent
         try:
             found = parse(await fetch(url, timeout))
         except (TimeoutError, OSError, ConnectionError, ValueError):
@@ -80,7 +86,7 @@ async def scrape_once(picker: Picker, urls: set[str], timeout: float) -> None:
             pod.scraped = False
             return
         pod.waiting, pod.running, pod.kv = found
-        pod.others = max(0.0, pod.waiting + pod.running - pod.inflight)
+        pod.others = max(0.0, pod.waiting + pod.running - (inflight + pod.sent - sent))
         pod.scraped = True
 
     await asyncio.gather(*(one(url) for url in urls))

@@ -76,6 +76,7 @@ class PickerSettings(BaseSettings):
 class Pod:
     url: str
     inflight: int = 0  # this gateway replica's requests on it
+    sent: int = 0  # this replica's requests sent to it, ever
     waiting: float = 0.0  # engine queue, from its /metrics
     running: float = 0.0
     kv: float = 0.0  # KV-cache use, 0..1
@@ -168,6 +169,7 @@ class Picker:
             first = self.pods.get(ordered[0][1])
             if first is not None:
                 first.inflight += 1
+                first.sent += 1
         return ordered, first
 
     def done(self, pod: Pod | None) -> None:

@@ -244,3 +244,42 @@ def test_a_prompt_too_short_to_hash_stays_on_a_warm_pod_only_while_every_pod_is_
         picker.done(pod)
         spread.add(url)
     assert len(spread) == 4
+
+
+@pytest.mark.parametrize(
+    "during, engine_count, others",
+    [
+        ("finishes", 1, 0),  # in flight when the scrape left, done before it came back
+        ("comes and goes", 1, 0),  # sent and done while the scrape was out
+        ("finishes", 3, 2),  # two more on the engine are another client's
+    ],
+)
+def test_a_scrape_never_counts_this_replicas_own_requests_as_another_clients(
+    monkeypatch, during, engine_count, others
+) -> None:
+    # In process: the engine answers with a count taken while the scrape was out; whatever of this
+    # replica's requests may be in it is not load from elsewhere.
+    from prometheus_client import CollectorRegistry
+
+    import services.gateway.engine_metrics as engine_metrics
+    from services.gateway.picker import Picker, PickerSettings
+
+    url = "http://10.0.0.1:8000"
+    picker = Picker(PickerSettings(), lambda _: [url], CollectorRegistry())
+    pod = picker.pod(url)
+    if during == "finishes":
+        pod.inflight, pod.sent = 1, 1
+
+    async def fetch(_url, _timeout):
+        if during == "finishes":
+            picker.done(pod)
+        else:
+            pod.inflight += 1
+            pod.sent += 1
+            picker.done(pod)
+        return f'vllm:num_requests_running{{model_name="llama"}} {engine_count}\n'.encode()
+
+    monkeypatch.setattr(engine_metrics, "fetch", fetch)
+    asyncio.run(engine_metrics.scrape_once(picker, {url}, timeout=1))
+    assert pod.scraped and pod.inflight == 0
+    assert (pod.running, pod.others, pod.load) == (engine_count, others, others)
