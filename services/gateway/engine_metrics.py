@@ -74,8 +74,8 @@ async def scrape_once(picker: Picker, urls: set[str], timeout: float) -> None:
         # The engine counts this replica's requests as they were when it answered, some time
         # between here and the reply: any of those in flight now, or sent meanwhile, may be in its
         # count. Taking them all off keeps a request that finished during the scrape from showing
-        # as another client's load until the next scrape (which, at one request at a time, spread
-        # requests over idle pods).
+        # as another client's load until the next scrape, where the load bound and the rule that
+        # keeps one-at-a-time requests on a warm pod would act on it.
         inflight, sent = pod.inflight, pod.sent
         try:
             found = parse(await fetch(url, timeout))
